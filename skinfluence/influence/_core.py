@@ -1,0 +1,120 @@
+"""Influence math, blocked over query x train so memory stays bounded.
+
+Sign convention (one for the whole library)::
+
+    S[j, i] = grad f_j(theta)^T (H + damping I)^{-1} g_i
+
+where ``g_i`` is training point ``i``'s (weighted) loss gradient.  Removing
+training point ``i`` and refitting changes ``f_j`` by about ``S[j, i] / n``.
+With ``f`` a query loss, ``S > 0`` means point ``i`` helps query ``j``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._constants import STATIONARITY_RTOL
+from ..exceptions import NotAtOptimumWarning
+from ..utils._chunks import chunk_size, chunks
+from ..utils._progress import progress
+
+TARGETS = ("loss", "prediction")
+
+
+def query_grads(adapter: Any, X: ArrayLike, y: ArrayLike | None, target: str) -> NDArray:
+    """Gradients of the measured quantity ``f`` for each query row, (m, p)."""
+    if target == "loss":
+        if y is None:
+            raise ValueError("target='loss' needs y; pass y or use target='prediction'.")
+        return adapter.loss_grads(X, y)
+    if target == "prediction":
+        return adapter.prediction_grads(X)
+    raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+
+
+def pairwise_influence(
+    adapter: Any,
+    backend: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    *,
+    target: str = "loss",
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``S[j, i] = grad f_j^T (H + damping I)^{-1} g_i``, shape (m, n_train).
+
+    The query side is preconditioned (one solve per query row) and multiplied
+    against training gradients streamed in chunks.
+    """
+    Gq = query_grads(adapter, X, y, target)
+    n, p = adapter.n_train, adapter.n_params
+    S = np.empty((len(Gq), n))
+    qsize = chunk_size(max(p, n), batch_size)
+    tsize = chunk_size(p, batch_size)
+    blocks = list(chunks(len(Gq), qsize))
+    for q in progress(blocks, desc="influence", verbose=verbose):
+        Qinv = backend.solve(Gq[q].T)  # (p, b)
+        for t in chunks(n, tsize):
+            G = adapter.train_grads(t, total=train_gradient == "total")
+            S[q, t] = (G @ Qinv).T
+    return S
+
+
+def self_influence(
+    adapter: Any,
+    backend: Any,
+    *,
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``g_i^T (H + damping I)^{-1} g_i`` for every training point, shape (n,)."""
+    n, p = adapter.n_train, adapter.n_params
+    out = np.empty(n)
+    tsize = chunk_size(p, batch_size)
+    blocks = list(chunks(n, tsize))
+    for t in progress(blocks, desc="self-influence", verbose=verbose):
+        G = adapter.train_grads(t, total=train_gradient == "total")
+        out[t] = np.einsum("ij,ji->i", G, backend.solve(G.T))
+    return out
+
+
+def parameter_change(
+    adapter: Any, backend: Any, indices: ArrayLike, *, train_gradient: str = "loss"
+) -> NDArray:
+    """Predicted ``theta_{-i} - theta`` for each listed point, shape (k, p)."""
+    idx = np.asarray(indices, dtype=np.intp).reshape(-1)
+    if idx.size and (idx.min() < -adapter.n_train or idx.max() >= adapter.n_train):
+        raise IndexError(
+            f"indices must lie in [0, {adapter.n_train}); got {idx.min()}..{idx.max()}."
+        )
+    G = adapter.train_grads(idx, total=train_gradient == "total")
+    return backend.solve(G.T).T / adapter.n_train
+
+
+def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, float]:
+    """``(||grad J||, sqrt(mean_i ||g_i||^2))`` at the fitted parameters."""
+    n, p = adapter.n_train, adapter.n_params
+    sq = 0.0
+    for t in chunks(n, chunk_size(p, batch_size)):
+        sq += float(np.sum(adapter.train_grads(t) ** 2))
+    return float(np.linalg.norm(adapter.objective_grad())), float(np.sqrt(sq / n))
+
+
+def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
+    """Warn when the objective gradient is large relative to per-sample ones."""
+    if grad_norm > STATIONARITY_RTOL * max(grad_scale, np.finfo(float).tiny):
+        warnings.warn(
+            f"The fitted model is not at an optimum of its training objective: "
+            f"||grad J|| = {grad_norm:.3g} vs a typical per-sample gradient norm "
+            f"of {grad_scale:.3g}. Influence assumes an optimum; tighten the "
+            "model's tol or raise max_iter, and fit it on the same data.",
+            NotAtOptimumWarning,
+            stacklevel=3,
+        )

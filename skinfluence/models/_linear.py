@@ -1,0 +1,488 @@
+"""Closed-form adapter for scikit-learn linear models.
+
+Supported: ``LinearRegression``, ``Ridge`` and ``LogisticRegression`` (binary
+and multinomial, with or without intercept, any solver, ``class_weight``).
+
+Every model is written as ``K`` outputs ``z = W~ x~`` with ``x~ = [x, 1]``
+(the 1 only with an intercept) and ``W~ = [coef_, intercept_]`` of shape
+``(K, d~)``; the parameter vector is ``theta = W~.ravel()`` (row-major, class
+by class).  A loss on the outputs gives per-sample gradients
+``g_i = r_i (x) x~_i`` with ``r_i = dloss/dz`` and the Hessian
+``H = (1/n) sum_i w_i A_i (x) x~_i x~_i^T + diag(penalty)`` with
+``A_i = d^2 loss / dz^2`` -- exact for these models (Hessian = GGN).
+
+The objective is read exactly as scikit-learn defines it, rescaled to
+``J(theta) = (1/n) sum_i w_i loss_i + (1/2) theta^T diag(penalty) theta``:
+
+* ``LogisticRegression``: sklearn minimises ``C sum_i w_i loss_i + ||coef||^2/2``
+  so the penalty is ``1/(C n)`` on ``coef_`` and 0 on the intercept (``liblinear``
+  penalises its synthetic feature, i.e. ``intercept/intercept_scaling``);
+  ``w_i`` are the ``class_weight`` factors.
+* ``Ridge``: ``||y - Xw - b||^2 + alpha ||w||^2`` with the half squared error
+  per sample gives ``alpha / n`` on ``coef_``.
+* ``LinearRegression``: no penalty.
+
+Removing training point ``i`` and refitting with the *same* hyper-parameters
+subtracts ``w_i loss_i`` from the sklearn objective, so the parameter shift is
+``H^{-1} g_i / n`` with the loss-only gradient -- which is why
+``train_gradient="loss"`` is the default.
+
+The multinomial parametrisation is symmetric: adding the same vector to every
+class row leaves every probability unchanged.  Along the unpenalised columns
+(the intercept, or all columns when ``C=inf``) this makes ``H`` singular.
+Gradients are orthogonal to those directions, so the adapter reports their
+orthonormal basis as ``null_basis`` and adds its projector to the Hessian:
+solves then return the minimum-norm (pseudo-inverse) answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
+from scipy.special import expit, log_expit, logsumexp, softmax
+from scipy.sparse.linalg import LinearOperator
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    LogisticRegressionCV,
+    Ridge,
+)
+from sklearn.utils import check_array
+from sklearn.utils.class_weight import compute_class_weight
+
+from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
+from ._base import make_adapter
+
+# ---------------------------------------------------------------------------
+# Losses on the outputs z (n, K)
+# ---------------------------------------------------------------------------
+
+
+class _SquaredLoss:
+    """``loss = ||z - y||^2 / 2``; ``y`` of shape (n, K)."""
+
+    def loss(self, Z: NDArray, t: NDArray) -> NDArray:
+        return 0.5 * np.sum((Z - t) ** 2, axis=1)
+
+    def residual(self, Z: NDArray, t: NDArray) -> NDArray:
+        return Z - t
+
+    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+        return U
+
+    def hess_entries(self, Z: NDArray) -> NDArray:
+        K = Z.shape[1]
+        return np.broadcast_to(np.eye(K), (Z.shape[0], K, K))
+
+
+class _BinomialLoss:
+    """Binary log-loss on one logit; ``t`` in {0, 1} of shape (n, 1)."""
+
+    def loss(self, Z: NDArray, t: NDArray) -> NDArray:
+        z = Z[:, 0]
+        return -(t[:, 0] * log_expit(z) + (1 - t[:, 0]) * log_expit(-z))
+
+    def residual(self, Z: NDArray, t: NDArray) -> NDArray:
+        return expit(Z) - t
+
+    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+        p = expit(Z)
+        a = (p * (1 - p)).reshape(p.shape + (1,) * (U.ndim - 2))
+        return a * U
+
+    def hess_entries(self, Z: NDArray) -> NDArray:
+        p = expit(Z)
+        return (p * (1 - p))[:, :, None]
+
+
+class _MultinomialLoss:
+    """Softmax cross-entropy on K logits; ``t`` one-hot of shape (n, K)."""
+
+    def loss(self, Z: NDArray, t: NDArray) -> NDArray:
+        return logsumexp(Z, axis=1) - np.sum(Z * t, axis=1)
+
+    def residual(self, Z: NDArray, t: NDArray) -> NDArray:
+        return softmax(Z, axis=1) - t
+
+    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+        # (diag p - p p^T) U for U of shape (n, K) or (n, K, m)
+        P = softmax(Z, axis=1)
+        P = P.reshape(P.shape + (1,) * (U.ndim - 2))
+        return P * U - P * np.sum(P * U, axis=1, keepdims=True)
+
+    def hess_entries(self, Z: NDArray) -> NDArray:
+        P = softmax(Z, axis=1)
+        return P[:, :, None] * np.eye(P.shape[1]) - P[:, :, None] * P[:, None, :]
+
+
+# ---------------------------------------------------------------------------
+# Reading the objective from the estimator
+# ---------------------------------------------------------------------------
+
+
+def _reject(estimator: Any, why: str) -> None:
+    raise ValueError(f"Cannot compute influence for {estimator!r}: {why}")
+
+
+def _logistic_spec(est: LogisticRegression, n: int) -> dict:
+    if isinstance(est, LogisticRegressionCV):
+        _reject(
+            est,
+            "LogisticRegressionCV selects C by cross-validation, so 'the same "
+            "hyper-parameters' is ambiguous. Use LogisticRegression(C=search.C_[0]).",
+        )
+    penalty = getattr(est, "penalty", "deprecated")
+    l1_ratio = getattr(est, "l1_ratio", None) or 0.0
+    l1 = {"l1": 1.0, "l2": 0.0, None: 0.0}.get(penalty, l1_ratio)
+    if l1 > 0:
+        _reject(
+            est,
+            "influence needs a twice-differentiable objective, and an L1 term "
+            f"(penalty={penalty!r}, l1_ratio={l1_ratio!r}) is not. Use l1_ratio=0.",
+        )
+    unpenalised = penalty is None or not np.isfinite(est.C)
+    lam = 0.0 if unpenalised else 1.0 / (est.C * n)
+    lam_b = 0.0
+    if est.solver == "liblinear" and est.fit_intercept:
+        lam_b = lam / est.intercept_scaling**2
+    classes = est.classes_
+    loss = _BinomialLoss() if len(classes) == 2 else _MultinomialLoss()
+    return {"loss": loss, "lam": lam, "lam_b": lam_b, "classes": classes}
+
+
+def _class_weights(est: Any, codes: NDArray) -> NDArray:
+    cw = getattr(est, "class_weight", None)
+    if cw is None:
+        return np.ones(len(codes))
+    weights = compute_class_weight(cw, classes=est.classes_, y=est.classes_[codes])
+    return weights[codes]
+
+
+def _check_no_positive(est: Any) -> None:
+    if getattr(est, "positive", False):
+        _reject(
+            est,
+            "positive=True constrains the coefficients, so the fitted model is not "
+            "a stationary point of a smooth objective. Use positive=False.",
+        )
+
+
+# ---------------------------------------------------------------------------
+# The adapter
+# ---------------------------------------------------------------------------
+
+
+class LinearAdapter:
+    """Closed-form influence ingredients of a fitted scikit-learn linear model.
+
+    Parameters
+    ----------
+    estimator : LinearRegression, Ridge or LogisticRegression
+        Fitted final model.
+    X : array-like of shape (n_train, n_features)
+        Training inputs as given to the whole model (before ``preprocess``).
+    y : array-like of shape (n_train,) or (n_train, n_targets)
+        Training targets.
+    preprocess : transformer or None, default=None
+        Fitted preprocessing, treated as fixed (the steps of a ``Pipeline``
+        before ``estimator``).
+    X_features : ndarray or None, default=None
+        ``preprocess.transform(X)`` when the caller already has it.
+
+    Attributes
+    ----------
+    n_params, n_train, n_outputs : int
+    is_classifier : bool
+    classes : ndarray or None
+    penalty : ndarray of shape (n_params,)
+    null_basis : ndarray of shape (n_params, k)
+        Orthonormal directions along which the objective is exactly flat
+        (multinomial symmetry on unpenalised columns); empty otherwise.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        preprocess: Any = None,
+        X_features: NDArray | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.preprocess = preprocess
+        self.X_features = (
+            self._features(X) if X_features is None else X_features
+        )
+        self.y = np.asarray(y)
+        n, d = self.X_features.shape
+        self.n_train = n
+        est = estimator
+        self.fit_intercept = bool(getattr(est, "fit_intercept", True))
+        if isinstance(est, LogisticRegression):
+            spec = _logistic_spec(est, n)
+            self.is_classifier = True
+            self.classes = spec["classes"]
+            self._loss = spec["loss"]
+            self._codes = self._encode(self.y)
+            self.weights = _class_weights(est, self._codes)
+            lam, lam_b = spec["lam"], spec["lam_b"]
+        else:
+            _check_no_positive(est)
+            self.is_classifier = False
+            self.classes = None
+            self._loss = _SquaredLoss()
+            self.weights = np.ones(n)
+            lam = getattr(est, "alpha", 0.0)
+            lam = np.asarray(lam, dtype=float) / n
+            lam_b = 0.0
+        coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
+        if coef.shape[1] != d:
+            raise ValueError(
+                f"The model has {coef.shape[1]} coefficients per output but the "
+                f"(preprocessed) training data has {d} features."
+            )
+        self.n_outputs = K = coef.shape[0]
+        cols = [coef]
+        if self.fit_intercept:
+            cols.append(np.reshape(np.asarray(est.intercept_, dtype=np.float64), (K, 1)))
+        self._W = np.hstack(cols)  # (K, d~)
+        self._dt = self._W.shape[1]
+        self.n_params = K * self._dt
+        pen = np.empty((K, self._dt))
+        pen[:, :d] = np.reshape(lam, (-1, 1)) if np.ndim(lam) else lam
+        if self.fit_intercept:
+            pen[:, d] = lam_b
+        self.penalty = pen.ravel()
+        self.null_basis = self._null_basis(pen)
+        self._Xt = self._augment(self.X_features)
+        self._T = self._targets(self.y, self._codes if self.is_classifier else None)
+        self._Z = self._Xt @ self._W.T
+
+    # -- data plumbing ------------------------------------------------------
+
+    def _features(self, X: ArrayLike) -> NDArray:
+        if self.preprocess is not None:
+            X = self.preprocess.transform(X)
+        if sparse.issparse(X):
+            X = X.toarray()
+        return check_array(X, dtype=np.float64, input_name="X")
+
+    def _augment(self, F: NDArray) -> NDArray:
+        if not self.fit_intercept:
+            return F
+        return np.hstack([F, np.ones((F.shape[0], 1))])
+
+    def _encode(self, y: ArrayLike) -> NDArray:
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-dimensional for a classifier; got {y.shape}.")
+        codes = np.searchsorted(self.classes, y)
+        codes = np.clip(codes, 0, len(self.classes) - 1)
+        unseen = self.classes[codes] != y
+        if np.any(unseen):
+            raise ValueError(
+                f"y contains labels not seen during fit: {np.unique(y[unseen])!r}; "
+                f"known classes are {self.classes!r}."
+            )
+        return codes
+
+    def _targets(self, y: ArrayLike, codes: NDArray | None = None) -> NDArray:
+        if self.is_classifier:
+            codes = self._encode(y) if codes is None else codes
+            if isinstance(self._loss, _BinomialLoss):
+                return (codes == 1).astype(np.float64)[:, None]
+            return np.eye(len(self.classes))[codes]
+        t = check_array(
+            np.asarray(y), ensure_2d=False, dtype=np.float64, input_name="y"
+        ).reshape(len(y), -1)
+        if t.shape[1] != self.n_outputs:
+            raise ValueError(
+                f"y has {t.shape[1]} targets but the model has {self.n_outputs}."
+            )
+        return t
+
+    def _null_basis(self, pen: NDArray) -> NDArray:
+        K, dt = pen.shape
+        if not isinstance(self._loss, _MultinomialLoss):
+            return np.zeros((K * dt, 0))
+        free = np.flatnonzero(np.all(pen == 0.0, axis=0))
+        N = np.zeros((K, dt, len(free)))
+        N[:, free, np.arange(len(free))] = 1.0 / math.sqrt(K)
+        return N.reshape(K * dt, len(free))
+
+    def _outer(self, R: NDArray, Xt: NDArray) -> NDArray:
+        """Per-sample ``r_i (x) x~_i`` as rows of shape (m, K d~)."""
+        return (R[:, :, None] * Xt[:, None, :]).reshape(len(Xt), -1)
+
+    def _query(self, X: ArrayLike) -> tuple[NDArray, NDArray]:
+        Xt = self._augment(self._features(X))
+        return Xt, Xt @ self._W.T
+
+    # -- the ModelAdapter interface ------------------------------------------
+
+    def params(self) -> NDArray:
+        """The flat parameter vector ``theta = [coef_, intercept_].ravel()``."""
+        return self._W.ravel().copy()
+
+    def loss(self, X: ArrayLike, y: ArrayLike) -> NDArray:
+        """Per-sample loss (no penalty, no class weight) of shape (m,)."""
+        _, Z = self._query(X)
+        return self._loss.loss(Z, self._targets(y))
+
+    def prediction(self, X: ArrayLike) -> NDArray:
+        """Scalar prediction: ``y_hat`` (regression) or ``log p(predicted class)``."""
+        _, Z = self._query(X)
+        if not self.is_classifier:
+            self._check_single_output()
+            return Z[:, 0]
+        return -self._loss.loss(Z, self._predicted_targets(Z))
+
+    def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray:
+        """Per-sample loss gradients of shape (m, n_params)."""
+        Xt, Z = self._query(X)
+        return self._outer(self._loss.residual(Z, self._targets(y)), Xt)
+
+    def prediction_grads(self, X: ArrayLike) -> NDArray:
+        """Gradients of :meth:`prediction`, shape (m, n_params)."""
+        Xt, Z = self._query(X)
+        if not self.is_classifier:
+            self._check_single_output()
+            return Xt.copy()
+        return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
+
+    def train_grads(self, rows: Any = slice(None), *, total: bool = False) -> NDArray:
+        """Weighted training gradients ``w_i grad loss_i`` of shape (b, n_params).
+
+        With ``total=True`` the penalty gradient ``penalty * theta`` is added to
+        each row (Koh & Liang's "total" per-sample gradient).
+        """
+        Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
+        R = self._loss.residual(Z, T) * self.weights[rows][:, None]
+        G = self._outer(R, Xt)
+        if total:
+            G += self.penalty * self.params()
+        return G
+
+    def objective_grad(self) -> NDArray:
+        """Gradient of ``J`` at the fitted parameters, off the null directions."""
+        R = self._loss.residual(self._Z, self._T) * self.weights[:, None]
+        g = (R.T @ self._Xt).ravel() / self.n_train + self.penalty * self.params()
+        N = self.null_basis
+        return g - N @ (N.T @ g)
+
+    def hessian_matvec(self, V: NDArray) -> NDArray:
+        """``(H + N N^T) V`` for ``V`` of shape (n_params, m), matrix-free."""
+        V = np.asarray(V, dtype=np.float64)
+        squeeze = V.ndim == 1
+        V2 = V.reshape(self.n_params, -1)
+        K, dt, m = self.n_outputs, self._dt, V2.shape[1]
+        V3 = V2.reshape(K, dt, m)
+        U = np.einsum("nj,kjm->nkm", self._Xt, V3, optimize=True)
+        AU = self._loss.hess_apply(self._Z, U) * self.weights[:, None, None]
+        out = np.einsum("nj,nkm->kjm", self._Xt, AU, optimize=True).reshape(-1, m)
+        out /= self.n_train
+        out += self.penalty[:, None] * V2
+        N = self.null_basis
+        if N.shape[1]:
+            out += N @ (N.T @ V2)
+        return out[:, 0] if squeeze else out
+
+    def hessian_operator(self) -> LinearOperator:
+        """``H + N N^T`` as a symmetric ``scipy`` ``LinearOperator``."""
+        p = self.n_params
+        return LinearOperator(
+            (p, p),
+            matvec=self.hessian_matvec,
+            matmat=self.hessian_matvec,
+            rmatvec=self.hessian_matvec,
+            dtype=np.float64,
+        )
+
+    def hessian_matrix(self) -> NDArray:
+        """Dense ``H + N N^T`` of shape (n_params, n_params), closed form."""
+        K, dt = self.n_outputs, self._dt
+        A = self._loss.hess_entries(self._Z) * self.weights[:, None, None]
+        H = np.zeros((K, dt, K, dt))
+        for k in range(K):
+            for m in range(k, K):
+                if not np.any(A[:, k, m]):
+                    continue
+                block = (self._Xt * A[:, k, m, None]).T @ self._Xt / self.n_train
+                H[k, :, m, :] = block
+                H[m, :, k, :] = block.T
+        H = H.reshape(self.n_params, self.n_params)
+        H[np.diag_indices_from(H)] += self.penalty
+        N = self.null_basis
+        if N.shape[1]:
+            H += N @ N.T
+        return H
+
+    def retrain(self, keep: NDArray, *, warm_start: bool = True) -> LinearAdapter:
+        """Refit the final model on the kept training rows, tightly.
+
+        The preprocessing stays fixed.  ``warm_start=True`` starts from the
+        current parameters (solvers that support it); otherwise from scratch.
+        Iterative solvers run with ``tol=1e-10`` so the refit is a ground truth.
+
+        Parameters
+        ----------
+        keep : ndarray of bool of shape (n_train,) or of int
+            Rows to keep.
+
+        Returns
+        -------
+        adapter : LinearAdapter
+            The adapter of the refitted model on the kept rows.
+        """
+        est = copy.deepcopy(self.estimator) if warm_start else clone(self.estimator)
+        params = est.get_params()
+        tight = {"tol": RETRAIN_TOL}
+        if "max_iter" in params:
+            tight["max_iter"] = max(params["max_iter"] or 0, RETRAIN_MAX_ITER)
+        if "warm_start" in params:
+            tight["warm_start"] = warm_start
+        est.set_params(**{k: v for k, v in tight.items() if k in params})
+        Xk, yk = self.X_features[keep], self.y[keep]
+        if self.is_classifier and len(np.unique(yk)) != len(self.classes):
+            raise ValueError("Retraining on these rows would drop a class entirely.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(Xk, yk)
+        return LinearAdapter(est, None, yk, preprocess=self.preprocess, X_features=Xk)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _predicted_targets(self, Z: NDArray) -> NDArray:
+        if isinstance(self._loss, _BinomialLoss):
+            return (Z > 0).astype(np.float64)
+        return np.eye(Z.shape[1])[np.argmax(Z, axis=1)]
+
+    def _check_single_output(self) -> None:
+        if self.n_outputs != 1:
+            raise ValueError(
+                "target='prediction' needs a scalar output; this regressor has "
+                f"{self.n_outputs} targets. Use target='loss'."
+            )
+
+    def unravel(self, theta: NDArray) -> tuple[NDArray, NDArray | None]:
+        """Split a parameter vector into ``(coef, intercept)`` like the model's."""
+        W = np.reshape(theta, (self.n_outputs, self._dt))
+        if self.fit_intercept:
+            return W[:, :-1], W[:, -1]
+        return W, None
+
+
+@make_adapter.register(LinearRegression)
+@make_adapter.register(Ridge)
+@make_adapter.register(LogisticRegression)
+def _(estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> LinearAdapter:
+    return LinearAdapter(estimator, X, y, **kwargs)

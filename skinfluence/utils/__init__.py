@@ -1,0 +1,1 @@
+"""Internal helpers: scikit-learn compatibility, progress bars, chunking."""

@@ -1,0 +1,12 @@
+"""scikit-learn's common estimator checks, with an explicit failure table."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skinfluence.utils._test_common import expected_failed_checks, estimators_to_check
+
+
+@parametrize_with_checks(
+    list(estimators_to_check()), expected_failed_checks=expected_failed_checks
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skinfluence.utils._test_common import expected_failed_checks, estimators_to_check
+from skinfluence.utils._test_common import estimators_to_check, expected_failed_checks
 
 
 @parametrize_with_checks(

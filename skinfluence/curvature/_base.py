@@ -64,9 +64,7 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         V = np.asarray(V, dtype=np.float64)
         if V.ndim not in (1, 2) or V.shape[0] != self.n_params_:
-            raise ValueError(
-                f"V must have shape ({self.n_params_}, k); got {V.shape}."
-            )
+            raise ValueError(f"V must have shape ({self.n_params_}, k); got {V.shape}.")
         if V.ndim == 1:
             return self._solve(V[:, None])[:, 0]
         if V.shape[1] == 0:
@@ -78,7 +76,10 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         p = self.n_params_
         return LinearOperator(
-            (p, p), matvec=self.solve, matmat=self.solve, rmatvec=self.solve,
+            (p, p),
+            matvec=self.solve,
+            matmat=self.solve,
+            rmatvec=self.solve,
             dtype=np.float64,
         )
 

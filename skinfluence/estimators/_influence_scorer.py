@@ -333,7 +333,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         names : ndarray of str of shape (n_train_,)
         """
         check_is_fitted(self)
-        return np.asarray([f"influence_train{i}" for i in range(self.n_train_)], dtype=object)
+        return np.asarray(
+            [f"influence_train{i}" for i in range(self.n_train_)], dtype=object
+        )
 
     @available_if(_estimator_has("predict"))
     def predict(self, X):

@@ -18,6 +18,7 @@ def loo_change(
     indices: ArrayLike,
     *,
     warm_start: bool = True,
+    target: str = "loss",
     verbose: int | None = None,
 ) -> NDArray:
     """Actual change of each query loss when each training point is removed.
@@ -35,24 +36,33 @@ def loo_change(
         A fitted scorer (its ``adapter_`` provides the retrain hook).
     X : array-like of shape (n_query, n_features)
         Query inputs.
-    y : array-like of shape (n_query,)
-        Query targets.
+    y : array-like of shape (n_query,) or None
+        Query targets (unused for ``target="prediction"``).
     indices : array-like of int of shape (k,)
         Training rows to remove, one at a time.
     warm_start : bool, default=True
         Start each refit from the fitted parameters (solvers that support it).
+    target : {"loss", "prediction"}, default="loss"
+        The measured quantity, as in ``InfluenceScorer.influence``.
     verbose : int or None, default=None
         Progress bar over refits; ``None`` uses ``scorer.verbose``.
 
     Returns
     -------
     delta : ndarray of shape (n_query, k)
-        ``loss(x_j, y_j; theta_{-i}) - loss(x_j, y_j; theta)``, losses without
-        the penalty.  Positive: removing ``i`` raises ``j``'s loss, the same
-        orientation as ``scorer.influence(X, y) / scorer.n_train_``.
+        ``f(x_j; theta_{-i}) - f(x_j; theta)`` with ``f`` the loss (without
+        the penalty) or the prediction.  Same orientation and scale as
+        ``scorer.influence(X, y, target=target) / scorer.n_train_``: for the
+        loss, positive means removing ``i`` raises ``j``'s loss.
     """
     check_is_fitted(scorer, "adapter_")
+    if target not in ("loss", "prediction"):
+        raise ValueError(f"target must be 'loss' or 'prediction'; got {target!r}.")
     adapter = scorer.adapter_
+
+    def measure(a: Any) -> NDArray:
+        return a.loss(X, y) if target == "loss" else a.prediction(X)
+
     idx = np.asarray(list(indices) if not hasattr(indices, "__len__") else indices)
     idx = idx.astype(np.intp).reshape(-1)
     n = adapter.n_train
@@ -60,10 +70,10 @@ def loo_change(
         raise IndexError(f"indices must lie in [0, {n}).")
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
     keep = np.ones(n, dtype=bool)
-    base = adapter.retrain(keep, warm_start=warm_start).loss(X, y)
+    base = measure(adapter.retrain(keep, warm_start=warm_start))
     delta = np.empty((len(base), idx.size))
     for col, i in enumerate(progress(idx, desc="LOO refits", verbose=verbose)):
         keep[i] = False
-        delta[:, col] = adapter.retrain(keep, warm_start=warm_start).loss(X, y) - base
+        delta[:, col] = measure(adapter.retrain(keep, warm_start=warm_start)) - base
         keep[i] = True
     return delta

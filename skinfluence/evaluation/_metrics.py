@@ -59,7 +59,7 @@ def loo_correlation(
     if P.shape != A.shape:
         raise ValueError(f"predicted {P.shape} and actual {A.shape} differ in shape.")
     corr = stats.pearsonr if method == "pearson" else stats.spearmanr
-    r = np.array([corr(p, a)[0] for p, a in zip(P, A)])
+    r = np.array([corr(p, a)[0] for p, a in zip(P, A, strict=True)])
     return float(np.mean(r)) if average else r
 
 

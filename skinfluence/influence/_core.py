@@ -25,11 +25,15 @@ from ..utils._progress import progress
 TARGETS = ("loss", "prediction")
 
 
-def query_grads(adapter: Any, X: ArrayLike, y: ArrayLike | None, target: str) -> NDArray:
+def query_grads(
+    adapter: Any, X: ArrayLike, y: ArrayLike | None, target: str
+) -> NDArray:
     """Gradients of the measured quantity ``f`` for each query row, (m, p)."""
     if target == "loss":
         if y is None:
-            raise ValueError("target='loss' needs y; pass y or use target='prediction'.")
+            raise ValueError(
+                "target='loss' needs y; pass y or use target='prediction'."
+            )
         return adapter.loss_grads(X, y)
     if target == "prediction":
         return adapter.prediction_grads(X)

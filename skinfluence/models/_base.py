@@ -51,7 +51,9 @@ class ModelAdapter(Protocol):
 
 
 @functools.singledispatch
-def make_adapter(estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> ModelAdapter:
+def make_adapter(
+    estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any
+) -> ModelAdapter:
     """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
 
     Parameters
@@ -88,13 +90,17 @@ def supported_estimators() -> str:
 
 
 @make_adapter.register
-def _(estimator: FrozenEstimator, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> ModelAdapter:
+def _(
+    estimator: FrozenEstimator, X: ArrayLike, y: ArrayLike, **kwargs: Any
+) -> ModelAdapter:
     return make_adapter(estimator.estimator, X, y, **kwargs)
 
 
 @make_adapter.register
 def _(estimator: Pipeline, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> ModelAdapter:
     if kwargs.get("preprocess") is not None:
-        raise TypeError("Nested Pipelines inside a Pipeline's final step are not supported.")
+        raise TypeError(
+            "Nested Pipelines inside a Pipeline's final step are not supported."
+        )
     preprocess = estimator[:-1] if len(estimator) > 1 else None
     return make_adapter(estimator[-1], X, y, preprocess=preprocess, **kwargs)

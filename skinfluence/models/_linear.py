@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
-from scipy.special import expit, log_expit, logsumexp, softmax
 from scipy.sparse.linalg import LinearOperator
+from scipy.special import expit, log_expit, logsumexp, softmax
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
@@ -219,9 +219,7 @@ class LinearAdapter:
     ) -> None:
         self.estimator = estimator
         self.preprocess = preprocess
-        self.X_features = (
-            self._features(X) if X_features is None else X_features
-        )
+        self.X_features = self._features(X) if X_features is None else X_features
         self.y = np.asarray(y)
         n, d = self.X_features.shape
         self.n_train = n
@@ -253,7 +251,9 @@ class LinearAdapter:
         self.n_outputs = K = coef.shape[0]
         cols = [coef]
         if self.fit_intercept:
-            cols.append(np.reshape(np.asarray(est.intercept_, dtype=np.float64), (K, 1)))
+            cols.append(
+                np.reshape(np.asarray(est.intercept_, dtype=np.float64), (K, 1))
+            )
         self._W = np.hstack(cols)  # (K, d~)
         self._dt = self._W.shape[1]
         self.n_params = K * self._dt
@@ -284,7 +284,9 @@ class LinearAdapter:
     def _encode(self, y: ArrayLike) -> NDArray:
         y = np.asarray(y)
         if y.ndim != 1:
-            raise ValueError(f"y must be 1-dimensional for a classifier; got {y.shape}.")
+            raise ValueError(
+                f"y must be 1-dimensional for a classifier; got {y.shape}."
+            )
         codes = np.searchsorted(self.classes, y)
         codes = np.clip(codes, 0, len(self.classes) - 1)
         unseen = self.classes[codes] != y

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from .._constants import MEMORY_BUDGET_BYTES
 
 
-def chunk_size(row_width: int, batch_size: int | None = None, *, itemsize: int = 8) -> int:
+def chunk_size(
+    row_width: int, batch_size: int | None = None, *, itemsize: int = 8
+) -> int:
     """Rows per chunk: ``batch_size`` if given, else what fits the memory budget.
 
     Parameters

@@ -14,4 +14,6 @@ def progress(
     iterable: Iterable[T], *, total: int | None = None, desc: str = "", verbose: int = 0
 ) -> Iterator[T]:
     """Wrap ``iterable`` in a tqdm bar shown only when ``verbose > 0``."""
-    return iter(tqdm(iterable, total=total, desc=desc, disable=not verbose, leave=False))
+    return iter(
+        tqdm(iterable, total=total, desc=desc, disable=not verbose, leave=False)
+    )

@@ -22,8 +22,15 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2
 
+# pyDVL 0.10.0 pins numpy<2 but runs on numpy 2: install its influence
+# dependencies under constraints that keep numpy/torch, then pyDVL itself.
 bench: $(STAMP)
-	$(PY) -m pip install ".[bench]"
+	mkdir -p build
+	$(PY) -m pip freeze | grep -iE '^(numpy|torch|scipy|scikit-learn)==' > build/constraints.txt
+	$(PY) -m pip install -c build/constraints.txt "pyDeprecate>=0.3.2" \
+	    "more-itertools>=9.0.0" "pandas>=1.3" "cvxpy>=1.3.0" psutil \
+	    "numcodecs<0.16.0" "dask>=2023.5.0" "distributed>=2023.5.0" "zarr>=3,<4"
+	$(PY) -m pip install --no-deps "pydvl==0.10.0"
 	$(PY) benchmarks/loo_fidelity.py
 
 clean:

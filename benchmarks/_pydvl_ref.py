@@ -92,6 +92,23 @@ the *mean* objective and per-sample loss gradients.  That is already
 skinfluence's ``S[j, i] = g_q_j^T H^{-1} g_i`` (``S / n`` is the predicted
 change of the query loss when point ``i`` is removed; the up-weighting effect
 is ``-S``), so the conversion is the identity: no sign flip and no rescaling.
+
+Solver quirks of pyDVL 0.10.0 (``pydvl/influence/torch/operator.py``)
+----------------------------------------------------------------------
+* ``CgOperator`` (one system per query, started at ``x0 = b``) stops when the
+  residual norm is below ``max(rtol**2 * |b[0]|, atol**2)``: the norm is taken
+  over the wrong axis, so in practice this is an *absolute* threshold
+  ``atol**2`` (``1e-12`` by default).  Queries with a tiny gradient therefore
+  get a larger relative error.  ``solve_simultaneously=True`` (block CG) uses
+  the per-query norm ``max(rtol**2 * ||b||, atol**2)``, but falls back to
+  ``maxiter = 10 * (number of queries)``; this wrapper always passes
+  ``maxiter = 10 * (number of parameters)`` unless given.
+* ``LissaOperator`` stops on ``max |residual / h| < rtol``; a parameter with an
+  identically zero gradient (e.g. a constant feature) gives ``0 / 0`` and the
+  iteration always runs to ``maxiter`` (the result is still fine).  It needs
+  ``scale`` above half the largest eigenvalue; the wrapper estimates it.
+* ``ArnoldiInfluence`` keeps the top ``rank`` eigenpairs (``rank < #params``)
+  and drops the rest, so it approximates ``H^{-1}`` even at full rank.
 """
 
 from __future__ import annotations

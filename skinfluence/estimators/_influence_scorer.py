@@ -12,6 +12,7 @@ from sklearn.base import (
     clone,
     is_classifier,
 )
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import (
     TransformerTags,
@@ -379,7 +380,12 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner = get_tags(self._get_estimator())
+        inner = self._get_estimator()
+        # FrozenEstimator's tags are its model's, deep-copied on every call;
+        # asking the model directly gives the same fields without the copy.
+        if isinstance(inner, FrozenEstimator):
+            inner = inner.estimator
+        inner = get_tags(inner)
         tags.estimator_type = inner.estimator_type
         tags.classifier_tags = inner.classifier_tags
         tags.regressor_tags = inner.regressor_tags

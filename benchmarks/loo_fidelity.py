@@ -18,9 +18,10 @@ on every training point:
   keeps numpy/torch) on a torch model with the same objective.
 
 Everything runs single-threaded (BLAS and torch) so that a shared 2-core
-machine gives comparable numbers.  Seconds are the best of three runs; peak memory is the extra resident memory
-of one run in a forked child (``_measure.py``).  Ratios are against the numpy
-floor and pyDVL direct measured in the same process.
+machine gives comparable numbers.  Seconds are the best of three runs; peak
+memory is the extra resident memory of one run in a forked child
+(``_measure.py``).  Ratios are against the numpy floor and pyDVL direct
+measured in the same process.
 
 Run: ``python benchmarks/loo_fidelity.py`` (about two minutes on 2 cores).
 """

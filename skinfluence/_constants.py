@@ -16,3 +16,19 @@ STATIONARITY_RTOL = 1e-2
 #: actual leave-one-out ground truth.
 RETRAIN_TOL = 1e-10
 RETRAIN_MAX_ITER = 10_000
+
+#: ``damping="auto"``: this fraction of the curvature's mean eigenvalue
+#: (``trace / n_params``).  1e-3 for exact-type solvers follows the
+#: "Better Hessians Matter" code's relative damping; 0.1 for the empirical
+#: Fisher follows DataInf's ``lambda = 0.1 * mean(g^2)``.
+AUTO_DAMPING_SCALE = 1e-3
+AUTO_DAMPING_SCALE_EF = 0.1
+
+#: Probes for Hutchinson estimates of the Hessian diagonal when an adapter
+#: has no closed form.
+HUTCHINSON_PROBES = 100
+
+#: LiSSA's ``scale="auto"``: this multiple of the largest Hessian eigenvalue.
+#: Measured on digits logistic regression (depth 5000, batch 64): 1.5x
+#: diverges with small batches, 10x-70x agree with exact at Pearson >= 0.99.
+LISSA_AUTO_SCALE = 10.0

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import linalg
 from scipy.sparse.linalg import LinearOperator
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+
+from .._constants import AUTO_DAMPING_SCALE, HUTCHINSON_PROBES
 
 
 class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
-    """Apply ``(H + damping I)^{-1}`` to blocks ``V`` of shape (n_params, k).
+    """Apply ``(C + damping I)^{-1}`` to blocks ``V`` of shape (n_params, k).
 
-    ``H`` is the Hessian of the training objective as the model adapter
-    defines it (including the L2 term and, for symmetric parametrisations, the
-    projector onto the flat directions; see :mod:`skinfluence.models`).
-    Subclasses write ``_fit`` and ``_solve`` only.
+    ``C`` is the backend's curvature of the training objective as the model
+    adapter defines it (the Hessian, including the L2 term and, for symmetric
+    parametrisations, the projector onto the flat directions; or an
+    approximation of it).  Subclasses write ``_fit`` (damping-independent
+    work, and ``mean_eigenvalue_``), optionally ``_factorize`` (work that
+    depends on ``damping_``) and ``_solve``.
+
+    ``damping="auto"`` resolves to ``_auto_damping_scale * mean_eigenvalue_``
+    once the curvature is known.
 
     Backends are scikit-learn estimators for ``get_params``/``set_params``/
     ``clone``, so ``InfluenceScorer(curvature=CGCurvature(rtol=1e-6))`` can be
@@ -26,31 +36,46 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {}
+    _auto_damping_scale: float = AUTO_DAMPING_SCALE
 
-    def fit(self, adapter: Any, *, damping: float = 0.0) -> CurvatureBackend:
+    def fit(
+        self, adapter: Any, *, damping: float | str = 0.0, verbose: int = 0
+    ) -> CurvatureBackend:
         """Fit the backend to ``adapter``'s training objective.
 
         Parameters
         ----------
         adapter : ModelAdapter
             The model adapter (see :func:`skinfluence.models.make_adapter`).
-        damping : float, default=0.0
-            Non-negative Tikhonov damping added to the curvature.
+        damping : float or "auto", default=0.0
+            Non-negative Tikhonov damping added to the curvature, or
+            ``"auto"`` for a fraction of its mean eigenvalue.
+        verbose : int, default=0
+            Progress bars on iterative work when positive.
 
         Returns
         -------
         self : CurvatureBackend
         """
         self._validate_params()
-        if not np.isfinite(damping) or damping < 0:
-            raise ValueError(f"damping must be a finite number >= 0; got {damping!r}.")
+        if not (damping == "auto" or (isinstance(damping, Real) and damping >= 0)):
+            raise ValueError(
+                f"damping must be a number >= 0 or 'auto'; got {damping!r}."
+            )
+        if isinstance(damping, Real) and not np.isfinite(damping):
+            raise ValueError(f"damping must be finite; got {damping!r}.")
         self.n_params_ = int(adapter.n_params)
-        self.damping_ = float(damping)
+        self._verbose = verbose
         self._fit(adapter)
+        if damping == "auto":
+            self.damping_ = float(self._auto_damping_scale * self.mean_eigenvalue_)
+        else:
+            self.damping_ = float(damping)
+        self._factorize()
         return self
 
     def solve(self, V: NDArray) -> NDArray:
-        """Return ``(H + damping I)^{-1} V``.
+        """Return ``(C + damping I)^{-1} V``.
 
         Parameters
         ----------
@@ -83,13 +108,64 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
             dtype=np.float64,
         )
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        return tags
-
     @abstractmethod
     def _fit(self, adapter: Any) -> None: ...
 
+    def _factorize(self) -> None:
+        """Work that depends on ``damping_``; nothing by default."""
+
     @abstractmethod
     def _solve(self, V: NDArray) -> NDArray: ...
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+def dense_operator(op: LinearOperator, chunk: int = 256) -> NDArray:
+    """Assemble a symmetric operator column block by column block."""
+    p = op.shape[0]
+    H = np.empty((p, p))
+    for start in range(0, p, chunk):
+        stop = min(start + chunk, p)
+        E = np.zeros((p, stop - start))
+        E[np.arange(start, stop), np.arange(stop - start)] = 1.0
+        H[:, start:stop] = op.matmat(E)
+    return 0.5 * (H + H.T)
+
+
+def hessian_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
+    """The adapter's closed-form Hessian diagonal, or a Hutchinson estimate."""
+    if hasattr(adapter, "hessian_diagonal"):
+        return np.asarray(adapter.hessian_diagonal(), dtype=np.float64)
+    rng = check_random_state(random_state)
+    Z = rng.choice([-1.0, 1.0], size=(adapter.n_params, HUTCHINSON_PROBES))
+    return np.mean(Z * adapter.hessian_operator().matmat(Z), axis=1)
+
+
+class DenseFactor:
+    """Cholesky of a symmetric matrix, or its eigen pseudo-inverse.
+
+    The fallback runs when the matrix is not positive definite; eigenvalues
+    at or below ``rcond * max |eig|`` get an inverse of 0.
+    """
+
+    def __init__(self, A: NDArray, rcond: float) -> None:
+        self.min_eigenvalue = None
+        try:
+            self._chol = linalg.cho_factor(A, lower=True, check_finite=True)
+            self.method = "cholesky"
+        except linalg.LinAlgError:
+            w, Q = linalg.eigh(A)
+            self.min_eigenvalue = float(w[0])
+            self.cutoff = rcond * max(abs(w[0]), abs(w[-1]))
+            keep = w > self.cutoff
+            self._eig = (Q, np.where(keep, 1.0 / np.where(keep, w, 1.0), 0.0))
+            self.method = "eigen"
+
+    def solve(self, V: NDArray) -> NDArray:
+        if self.method == "cholesky":
+            return linalg.cho_solve(self._chol, V, check_finite=False)
+        Q, inv = self._eig
+        return Q @ (inv[:, None] * (Q.T @ V))

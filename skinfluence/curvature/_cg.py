@@ -11,14 +11,15 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
-from ..utils._sklearn_compat import Interval
-from ._base import CurvatureBackend
+from ..utils._progress import progress
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import CurvatureBackend, hessian_diagonal
 
 
 class CGCurvature(CurvatureBackend):
-    """``(H + damping I)^{-1} V`` by conjugate gradient on Hessian products.
+    """``(C + damping I)^{-1} V`` by conjugate gradient on curvature products.
 
-    Never forms ``H``: each iteration costs one Hessian-matrix product with
+    Never forms ``C``: each iteration costs one curvature-matrix product with
     the block of still-unconverged right-hand sides (a ``scipy``
     ``LinearOperator`` ``matmat`` from the model adapter).  All columns run in
     lockstep, each with its own step sizes, so ``k`` right-hand sides cost one
@@ -30,11 +31,17 @@ class CGCurvature(CurvatureBackend):
         Stop a column when ``||r|| <= rtol * ||v||``.
     maxiter : int or None, default=None
         Iteration cap; ``None`` means ``2 * n_params``.
+    operator : {"hessian", "ggn"}, default="hessian"
+        The curvature ``C``: the Hessian, or the Gauss-Newton matrix
+        ``J^T H_out J`` (positive semi-definite; equal to the Hessian for
+        linear models).
 
     Attributes
     ----------
     n_iter_ : int
         Iterations used by the most recent :meth:`solve`.
+    mean_eigenvalue_ : float
+        ``trace(C) / n_params`` (closed-form or Hutchinson diagonal).
     n_params_ : int
     damping_ : float
 
@@ -43,27 +50,41 @@ class CGCurvature(CurvatureBackend):
     scipy's ``scipy.sparse.linalg.cg`` solves one right-hand side per call;
     the batched form here is the same recurrence vectorised over columns.
     A column that has not converged after ``maxiter`` iterations raises a
-    ``ConvergenceWarning`` naming the parameters to change.
+    ``ConvergenceWarning`` naming the parameters to change; a direction of
+    non-positive curvature (an indefinite Hessian) raises an error.
     """
 
     _parameter_constraints: dict = {
         "rtol": [Interval(Real, 0, 1, closed="neither")],
         "maxiter": [Interval(Integral, 1, None, closed="left"), None],
+        "operator": [StrOptions({"hessian", "ggn"})],
     }
 
-    def __init__(self, rtol: float = 1e-8, maxiter: int | None = None) -> None:
+    def __init__(
+        self, rtol: float = 1e-8, maxiter: int | None = None, operator: str = "hessian"
+    ) -> None:
         self.rtol = rtol
         self.maxiter = maxiter
+        self.operator = operator
 
     def _fit(self, adapter: Any) -> None:
-        self.operator_ = adapter.hessian_operator()
+        if self.operator == "ggn":
+            self.operator_ = adapter.ggn_operator()
+            diag = getattr(adapter, "ggn_diagonal", None)
+            diag = diag() if diag else _operator_diagonal(self.operator_)
+        else:
+            self.operator_ = adapter.hessian_operator()
+            diag = hessian_diagonal(adapter)
+        self.mean_eigenvalue_ = float(np.mean(diag))
 
     def _matmat(self, V: NDArray) -> NDArray:
         return self.operator_.matmat(V) + self.damping_ * V
 
     def _solve(self, V: NDArray) -> NDArray:
         maxiter = self.maxiter or 2 * self.n_params_
-        X, self.n_iter_, ok = batched_cg(self._matmat, V, self.rtol, maxiter)
+        X, self.n_iter_, ok = batched_cg(
+            self._matmat, V, self.rtol, maxiter, verbose=self._verbose
+        )
         if not np.all(ok):
             warnings.warn(
                 f"CG did not reach rtol={self.rtol:g} for {np.sum(~ok)} of "
@@ -75,8 +96,19 @@ class CGCurvature(CurvatureBackend):
         return X
 
 
+def _operator_diagonal(op: Any, n_probes: int = 100) -> NDArray:
+    rng = np.random.default_rng(0)
+    Z = rng.choice([-1.0, 1.0], size=(op.shape[0], n_probes))
+    return np.mean(Z * op.matmat(Z), axis=1)
+
+
 def batched_cg(
-    matmat: Callable[[NDArray], NDArray], B: NDArray, rtol: float, maxiter: int
+    matmat: Callable[[NDArray], NDArray],
+    B: NDArray,
+    rtol: float,
+    maxiter: int,
+    *,
+    verbose: int = 0,
 ) -> tuple[NDArray, int, NDArray]:
     """Solve ``A X = B`` column by column with CG, all columns in lockstep.
 
@@ -87,6 +119,8 @@ def batched_cg(
     B : ndarray of shape (p, k)
     rtol : float
     maxiter : int
+    verbose : int, default=0
+        Progress bar over iterations.
 
     Returns
     -------
@@ -101,14 +135,18 @@ def batched_cg(
     target = (rtol**2) * rs
     active = rs > target
     n_iter = 0
-    while np.any(active) and n_iter < maxiter:
+    for _ in progress(range(maxiter), desc="CG", verbose=verbose):
+        if not np.any(active):
+            break
+        n_iter += 1
         idx = np.flatnonzero(active)
         AP = matmat(P[:, idx])
         curv = np.einsum("ij,ij->j", P[:, idx], AP)
         if np.any(curv <= 0):
             raise np.linalg.LinAlgError(
-                "CG met a direction of non-positive curvature: H + damping*I is "
-                "not positive definite. Add damping."
+                "CG met a direction of non-positive curvature: the curvature plus "
+                "damping is not positive definite. Add damping or use "
+                "CGCurvature(operator='ggn')."
             )
         alpha = rs[idx] / curv
         X[:, idx] += alpha * P[:, idx]
@@ -117,5 +155,4 @@ def batched_cg(
         P[:, idx] = R[:, idx] + (rs_new / rs[idx]) * P[:, idx]
         rs[idx] = rs_new
         active[idx] = rs_new > target[idx]
-        n_iter += 1
     return X, n_iter, ~active

@@ -8,20 +8,22 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import linalg
 
 from ..utils._sklearn_compat import Interval
-from ._base import CurvatureBackend
+from ._base import CurvatureBackend, DenseFactor, dense_operator
 
 
 class ExactCurvature(CurvatureBackend):
     """Exact ``(H + damping I)^{-1}`` from the dense ``p x p`` Hessian.
 
-    The matrix is factorised once by Cholesky; solves are two triangular
+    The Hessian comes from the adapter's closed form when it has one (linear
+    models) and is otherwise assembled from Hessian-vector products in column
+    chunks.  It is factorised once by Cholesky; solves are two triangular
     solves.  When ``H + damping I`` is not positive definite (a rank-deficient
-    design with no penalty, or a non-convex model) the backend warns and falls
-    back to the eigen pseudo-inverse: eigenvalues below ``rcond * max |eig|``
-    get an inverse of 0.
+    design with no penalty, or a non-convex network) the backend warns and
+    falls back to the eigen pseudo-inverse: eigenvalues below
+    ``rcond * max |eig|`` get an inverse of 0.  For networks, damping or the
+    ``"ggn"`` backend are the better remedies.
 
     Parameters
     ----------
@@ -34,6 +36,8 @@ class ExactCurvature(CurvatureBackend):
         The factorisation in use.
     min_eigenvalue_ : float or None
         Smallest eigenvalue of ``H + damping I`` when the fallback ran.
+    mean_eigenvalue_ : float
+        ``trace(H) / n_params``.
     n_params_ : int
     damping_ : float
 
@@ -47,41 +51,32 @@ class ExactCurvature(CurvatureBackend):
     def __init__(self, rcond: float = 1e-10) -> None:
         self.rcond = rcond
 
+    def _curvature_matrix(self, adapter: Any) -> NDArray:
+        if hasattr(adapter, "hessian_matrix"):
+            return np.array(adapter.hessian_matrix(), dtype=np.float64)
+        return dense_operator(adapter.hessian_operator())
+
     def _fit(self, adapter: Any) -> None:
-        H = _dense_hessian(adapter)
-        H[np.diag_indices_from(H)] += self.damping_
-        self.min_eigenvalue_ = None
-        try:
-            self._factor = linalg.cho_factor(H, lower=True, check_finite=True)
-            self.method_ = "cholesky"
-        except linalg.LinAlgError:
-            w, Q = linalg.eigh(H)
-            self.min_eigenvalue_ = float(w[0])
-            cutoff = self.rcond * max(abs(w[0]), abs(w[-1]))
-            inv = np.where(w > cutoff, 1.0 / np.where(w > cutoff, w, 1.0), 0.0)
-            self._factor = (Q, inv)
-            self.method_ = "eigen"
+        self._H = self._curvature_matrix(adapter)
+        self.mean_eigenvalue_ = float(np.trace(self._H) / self.n_params_)
+
+    def _factorize(self) -> None:
+        A = self._H + self.damping_ * np.eye(self.n_params_)
+        self._factor = DenseFactor(A, self.rcond)
+        self.method_ = self._factor.method
+        self.min_eigenvalue_ = self._factor.min_eigenvalue
+        del self._H
+        if self.method_ == "eigen":
             warnings.warn(
                 "The curvature H + damping*I is not positive definite (smallest "
-                f"eigenvalue {w[0]:.3g}, damping={self.damping_:g}); using the "
-                f"eigen pseudo-inverse over eigenvalues > {cutoff:.3g}. Add "
-                "damping (e.g. damping=1e-3), a penalty on the model, or remove "
-                "collinear features.",
+                f"eigenvalue {self.min_eigenvalue_:.3g}, damping={self.damping_:g}); "
+                f"using the eigen pseudo-inverse over eigenvalues > "
+                f"{self._factor.cutoff:.3g}. Add damping (e.g. damping=1e-3 or "
+                "'auto'), use curvature='ggn' for a network, add a penalty to the "
+                "model, or remove collinear features.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _solve(self, V: NDArray) -> NDArray:
-        if self.method_ == "cholesky":
-            return linalg.cho_solve(self._factor, V, check_finite=False)
-        Q, inv = self._factor
-        return Q @ (inv[:, None] * (Q.T @ V))
-
-
-def _dense_hessian(adapter: Any) -> NDArray:
-    """The adapter's closed-form Hessian, or one assembled from its products."""
-    if hasattr(adapter, "hessian_matrix"):
-        return np.array(adapter.hessian_matrix(), dtype=np.float64)
-    op = adapter.hessian_operator()
-    H = op.matmat(np.eye(adapter.n_params))
-    return 0.5 * (H + H.T)
+        return self._factor.solve(V)

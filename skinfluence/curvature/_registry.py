@@ -10,18 +10,32 @@ from .._constants import AUTO_EXACT_MAX_PARAMS
 from ._base import CurvatureBackend
 from ._cg import CGCurvature
 from ._exact import ExactCurvature
+from ._ggn import GGNCurvature
+from ._lissa import LiSSACurvature
+from ._lowrank import LowRankCurvature
+from ._simple import DiagonalCurvature, EFCurvature, IdentityCurvature
 
 CURVATURES: dict[str, type[CurvatureBackend]] = {
     "exact": ExactCurvature,
     "cg": CGCurvature,
+    "lissa": LiSSACurvature,
+    "ef": EFCurvature,
+    "diagonal": DiagonalCurvature,
+    "ggn": GGNCurvature,
+    "lowrank": LowRankCurvature,
+    "identity": IdentityCurvature,
 }
 
 
-def make_curvature(curvature: str | CurvatureBackend, adapter: Any) -> CurvatureBackend:
+def make_curvature(
+    curvature: str | CurvatureBackend, adapter: Any, *, random_state: Any = None
+) -> CurvatureBackend:
     """An unfitted backend for ``curvature`` (a name, ``"auto"`` or an object).
 
     ``"auto"`` is ``"exact"`` up to ``AUTO_EXACT_MAX_PARAMS`` parameters and
-    ``"cg"`` above.  Objects are cloned, never fitted in place.
+    ``"cg"`` above.  Objects are cloned, never fitted in place.  A backend
+    with a ``random_state`` parameter left at ``None`` receives
+    ``random_state``.
     """
     if isinstance(curvature, str):
         if curvature == "auto":
@@ -31,5 +45,10 @@ def make_curvature(curvature: str | CurvatureBackend, adapter: Any) -> Curvature
                 f"Unknown curvature {curvature!r}; choose one of "
                 f"{sorted(CURVATURES) + ['auto']} or pass a backend object."
             )
-        return CURVATURES[curvature]()
-    return clone(curvature)
+        backend = CURVATURES[curvature]()
+    else:
+        backend = clone(curvature)
+    params = backend.get_params(deep=False)
+    if "random_state" in params and params["random_state"] is None:
+        backend.set_params(random_state=random_state)
+    return backend

@@ -49,6 +49,15 @@ def _estimator_has(attr: str):
     return check
 
 
+def _is_stochastic(curvature) -> bool:
+    """Whether the backend named or given draws random numbers when solving."""
+    if isinstance(curvature, str):
+        if curvature not in CURVATURES:
+            return False
+        curvature = CURVATURES[curvature]()
+    return get_tags(curvature).non_deterministic
+
+
 def _is_1d(X) -> bool:
     shape = getattr(X, "shape", None)
     if shape is None:
@@ -74,12 +83,18 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         multinomial, any solver, L2 penalty or none), possibly inside a
         ``Pipeline`` or a ``FrozenEstimator``.  ``None`` means
         ``LogisticRegression()``.
-    curvature : {"auto", "exact", "cg"} or CurvatureBackend, default="auto"
-        How ``(H + damping I)^{-1}`` is applied.  ``"auto"`` is ``"exact"`` up
-        to 5000 parameters and ``"cg"`` above.  A backend object keeps its own
+    curvature : str or CurvatureBackend, default="auto"
+        How ``(H + damping I)^{-1}`` is applied: ``"exact"`` (dense Hessian,
+        Cholesky), ``"cg"`` (conjugate gradient on Hessian products),
+        ``"lissa"`` (stochastic Neumann series), ``"ef"`` (empirical Fisher,
+        the gradients' outer product), ``"diagonal"``, ``"ggn"`` (Gauss-Newton
+        matrix), ``"lowrank"`` (top eigenpairs by Lanczos) or ``"identity"``
+        (gradient dot product).  ``"auto"`` is ``"exact"`` up to 5000
+        parameters and ``"cg"`` above.  A backend object keeps its own
         parameters, reachable as ``curvature__<name>``.
-    damping : float, default=0.0
-        Non-negative Tikhonov damping added to the Hessian.
+    damping : float or "auto", default=0.0
+        Non-negative Tikhonov damping added to the curvature.  ``"auto"``: a
+        fraction of the curvature's mean eigenvalue (1e-3; 0.1 for ``"ef"``).
     train_gradient : {"loss", "total"}, default="loss"
         Training-side gradient.  ``"loss"``: the per-sample loss gradient,
         which matches refitting without the point at the *same*
@@ -90,7 +105,8 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         Rows per block of gradients and scores; ``None`` picks the largest
         block inside a 256 MiB budget.
     random_state : int, RandomState instance or None, default=None
-        Seed for stochastic curvature backends (unused by ``exact``/``cg``).
+        Seed for stochastic curvature backends (``lissa``, ``lowrank``,
+        ``diagonal`` probes) whose own ``random_state`` is ``None``.
     verbose : int, default=0
         Show progress bars on long work when positive.
 
@@ -164,7 +180,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             StrOptions({"auto", *CURVATURES}),
             HasMethods(["fit", "solve"]),
         ],
-        "damping": [Interval(Real, 0, None, closed="left")],
+        "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "train_gradient": [StrOptions({"loss", "total"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -224,8 +240,10 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.n_train_ = self.adapter_.n_train
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
-        self.curvature_ = make_curvature(self.curvature, self.adapter_)
-        self.curvature_.fit(self.adapter_, damping=self.damping)
+        self.curvature_ = make_curvature(
+            self.curvature, self.adapter_, random_state=self.random_state
+        )
+        self.curvature_.fit(self.adapter_, damping=self.damping, verbose=self.verbose)
         self.grad_norm_, grad_scale = stationarity(self.adapter_, self.batch_size)
         warn_if_not_stationary(self.grad_norm_, grad_scale)
         self._self_influence = None
@@ -392,6 +410,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.sparse = inner.input_tags.sparse
         tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
         tags.target_tags.required = True
+        tags.non_deterministic = _is_stochastic(self.curvature)
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.target_tags.single_output = inner.target_tags.single_output
         return tags

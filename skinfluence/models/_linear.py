@@ -381,17 +381,24 @@ class LinearAdapter:
         N = self.null_basis
         return g - N @ (N.T @ g)
 
-    def hessian_matvec(self, V: NDArray) -> NDArray:
-        """``(H + N N^T) V`` for ``V`` of shape (n_params, m), matrix-free."""
+    def hessian_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
+        """``(H + N N^T) V`` for ``V`` of shape (n_params, m), matrix-free.
+
+        With ``rows`` (a slice or index array) the data term averages over
+        those training rows only -- the minibatch Hessian of stochastic
+        solvers; the penalty and the flat-direction projector are kept.
+        """
         V = np.asarray(V, dtype=np.float64)
         squeeze = V.ndim == 1
         V2 = V.reshape(self.n_params, -1)
+        sel = slice(None) if rows is None else rows
+        Xt, Z, w = self._Xt[sel], self._Z[sel], self.weights[sel]
         K, dt, m = self.n_outputs, self._dt, V2.shape[1]
         V3 = V2.reshape(K, dt, m)
-        U = np.einsum("nj,kjm->nkm", self._Xt, V3, optimize=True)
-        AU = self._loss.hess_apply(self._Z, U) * self.weights[:, None, None]
-        out = np.einsum("nj,nkm->kjm", self._Xt, AU, optimize=True).reshape(-1, m)
-        out /= self.n_train
+        U = np.einsum("nj,kjm->nkm", Xt, V3, optimize=True)
+        AU = self._loss.hess_apply(Z, U) * w[:, None, None]
+        out = np.einsum("nj,nkm->kjm", Xt, AU, optimize=True).reshape(-1, m)
+        out /= len(Xt)
         out += self.penalty[:, None] * V2
         N = self.null_basis
         if N.shape[1]:
@@ -408,6 +415,18 @@ class LinearAdapter:
             rmatvec=self.hessian_matvec,
             dtype=np.float64,
         )
+
+    def ggn_operator(self) -> LinearOperator:
+        """The Gauss-Newton matrix, which equals the Hessian for these models."""
+        return self.hessian_operator()
+
+    def hessian_diagonal(self) -> NDArray:
+        """Diagonal of ``H + N N^T`` of shape (n_params,), closed form."""
+        A = self._loss.hess_entries(self._Z) * self.weights[:, None, None]
+        diag_A = np.einsum("nkk->nk", A)  # (n, K)
+        d = (diag_A.T @ self._Xt**2).ravel() / self.n_train + self.penalty
+        N = self.null_basis
+        return d + np.sum(N**2, axis=1)
 
     def hessian_matrix(self) -> NDArray:
         """Dense ``H + N N^T`` of shape (n_params, n_params), closed form."""
@@ -427,6 +446,10 @@ class LinearAdapter:
         if N.shape[1]:
             H += N @ N.T
         return H
+
+    def ggn_matrix(self) -> NDArray:
+        """Dense Gauss-Newton matrix; equal to :meth:`hessian_matrix` here."""
+        return self.hessian_matrix()
 
     def retrain(self, keep: NDArray, *, warm_start: bool = True) -> LinearAdapter:
         """Refit the final model on the kept training rows, tightly.

@@ -8,4 +8,14 @@ from .estimators import InfluenceScorer
 
 __version__ = "0.1.0"
 
-__all__ = ["InfluenceScorer", "__version__"]
+
+def __getattr__(name: str):
+    # torch-backed estimators load torch only when asked for
+    if name in ("TorchClassifier", "TorchRegressor"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["InfluenceScorer", "TorchClassifier", "TorchRegressor", "__version__"]

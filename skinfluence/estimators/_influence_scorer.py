@@ -119,7 +119,11 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     curvature_ : CurvatureBackend
         The fitted curvature backend.
     n_train_ : int
-        Number of training points.
+        Number of training points (the rows the model was trained on).
+    train_indices_ : ndarray of shape (n_train_,)
+        Rows of the ``X`` passed to ``fit`` that the columns of
+        :meth:`influence` refer to: all of them, except for a skorch net with
+        a ``train_split``, whose validation rows never entered training.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -238,6 +242,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimator_ = clone(estimator).fit(X, y)
         self.adapter_ = make_adapter(self.estimator_, X, y)
         self.n_train_ = self.adapter_.n_train
+        self.train_indices_ = getattr(
+            self.adapter_, "train_indices", np.arange(self.n_train_)
+        )
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
         self.curvature_ = make_curvature(

@@ -1,6 +1,33 @@
-"""Model adapters: a fitted estimator -> gradients, Hessian products, retraining."""
+"""Model adapters: a fitted estimator -> gradients, Hessian products, retraining.
+
+The torch pieces (``TorchAdapter``, ``TorchClassifier``, ``TorchRegressor``)
+import torch on first access; the linear path never does.
+"""
 
 from ._base import ModelAdapter, make_adapter, supported_estimators
 from ._linear import LinearAdapter
 
-__all__ = ["LinearAdapter", "ModelAdapter", "make_adapter", "supported_estimators"]
+_TORCH = {
+    "TorchAdapter": "._torch",
+    "TorchClassifier": "._torch_estimators",
+    "TorchRegressor": "._torch_estimators",
+}
+
+
+def __getattr__(name: str):
+    if name in _TORCH:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "LinearAdapter",
+    "ModelAdapter",
+    "TorchAdapter",
+    "TorchClassifier",
+    "TorchRegressor",
+    "make_adapter",
+    "supported_estimators",
+]

@@ -9,8 +9,10 @@ estimator it has.
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.sparse.linalg import LinearOperator
 from sklearn.frozen import FrozenEstimator
@@ -50,6 +52,24 @@ class ModelAdapter(Protocol):
     def retrain(self, keep: NDArray, *, warm_start: bool = True) -> ModelAdapter: ...
 
 
+_LOADED: set[str] = set()
+
+
+def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
+    """Indices of ``y`` in ``classes``; a clear error for unseen labels."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-dimensional for a classifier; got {y.shape}.")
+    codes = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    unseen = classes[codes] != y
+    if np.any(unseen):
+        raise ValueError(
+            f"y contains labels not seen during fit: {np.unique(y[unseen])!r}; "
+            f"known classes are {classes!r}."
+        )
+    return codes
+
+
 @functools.singledispatch
 def make_adapter(
     estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any
@@ -72,6 +92,12 @@ def make_adapter(
     -------
     adapter : ModelAdapter
     """
+    if type(estimator).__module__.split(".")[0] == "skorch" and not _LOADED:
+        # The skorch adapter registers on import; load it on first use so the
+        # linear path never imports torch.
+        importlib.import_module("._skorch", __package__)
+        _LOADED.add("._skorch")
+        return make_adapter(estimator, X, y, **kwargs)
     raise TypeError(
         f"skinfluence has no model adapter for {type(estimator).__name__}. "
         f"Supported: {supported_estimators()} (also inside a Pipeline or a "
@@ -80,13 +106,12 @@ def make_adapter(
 
 
 def supported_estimators() -> str:
-    """Names of the estimator classes with a registered adapter."""
-    names = sorted(
-        cls.__name__
-        for cls in make_adapter.registry
-        if cls not in (object, Pipeline, FrozenEstimator)
+    """The estimators skinfluence can differentiate, for error messages."""
+    return (
+        "LinearRegression, Ridge, LogisticRegression (scikit-learn); "
+        "TorchClassifier, TorchRegressor (skinfluence, any nn.Module + loss); "
+        "NeuralNetClassifier, NeuralNetBinaryClassifier, NeuralNetRegressor (skorch)"
     )
-    return ", ".join(names)
 
 
 @make_adapter.register

@@ -59,7 +59,7 @@ from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
 
 from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
-from ._base import make_adapter
+from ._base import encode_labels, make_adapter
 
 # ---------------------------------------------------------------------------
 # Losses on the outputs z (n, K)
@@ -282,20 +282,7 @@ class LinearAdapter:
         return np.hstack([F, np.ones((F.shape[0], 1))])
 
     def _encode(self, y: ArrayLike) -> NDArray:
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be 1-dimensional for a classifier; got {y.shape}."
-            )
-        codes = np.searchsorted(self.classes, y)
-        codes = np.clip(codes, 0, len(self.classes) - 1)
-        unseen = self.classes[codes] != y
-        if np.any(unseen):
-            raise ValueError(
-                f"y contains labels not seen during fit: {np.unique(y[unseen])!r}; "
-                f"known classes are {self.classes!r}."
-            )
-        return codes
+        return encode_labels(self.classes, y)
 
     def _targets(self, y: ArrayLike, codes: NDArray | None = None) -> NDArray:
         if self.is_classifier:

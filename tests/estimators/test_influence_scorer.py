@@ -198,7 +198,7 @@ def test_bad_parameters(breast_cancer):
 
 def test_unsupported_estimator(breast_cancer):
     Xtr, _, ytr, _ = breast_cancer
-    with pytest.raises(TypeError, match="Supported: LinearRegression"):
+    with pytest.raises(TypeError, match="Supported: LinearRegression, Ridge"):
         InfluenceScorer(LinearSVC()).fit(Xtr, ytr)
 
 

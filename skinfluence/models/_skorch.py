@@ -1,0 +1,153 @@
+"""Adapter for fitted skorch nets: differentiate exactly what training minimised.
+
+What skorch trains on, and what this adapter therefore differentiates:
+
+* ``net.get_loss(net.infer(x), y)`` in eval mode: ``module_`` then
+  ``criterion_``; for ``NeuralNetClassifier`` with ``NLLLoss`` the module
+  outputs probabilities and skorch takes ``log(p + eps)`` with the ``eps`` of
+  the module's dtype; ``NeuralNetBinaryClassifier`` reshapes the single logit
+  to ``(n,)``;
+* the rows actually trained on: with a ``train_split`` the validation rows
+  never entered the objective, so only the training part of the split is
+  used (``train_indices`` maps them back);
+* L2 from the optimiser: ``weight_decay`` of each parameter group of
+  ``optimizer_`` adds ``(wd/2) ||theta||^2`` on the batch-mean scale (SGD,
+  Adam and friends).  AdamW's decoupled decay is not an objective term and is
+  left out with a warning.
+
+The user's net is never mutated: the module is deep-copied (and cast to
+float64 unless asked otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from skorch import (
+    NeuralNet,
+    NeuralNetBinaryClassifier,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+)
+
+from ._base import make_adapter
+from ._torch import TorchAdapter
+
+_KINDS = (
+    (NeuralNetBinaryClassifier, "binary"),
+    (NeuralNetClassifier, "multiclass"),
+    (NeuralNetRegressor, "regression"),
+)
+
+
+def _kind(net: NeuralNet) -> str:
+    for cls, kind in _KINDS:
+        if isinstance(net, cls):
+            return kind
+    raise TypeError(
+        f"{type(net).__name__} is a plain skorch NeuralNet; use NeuralNetClassifier, "
+        "NeuralNetBinaryClassifier or NeuralNetRegressor so the loss is known."
+    )
+
+
+def _trained_rows(net: NeuralNet, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if net.train_split is None:
+        return np.arange(len(X))
+    ds_train, _ = net.get_split_datasets(X, y)
+    indices = getattr(ds_train, "indices", None)
+    if indices is None:
+        raise ValueError(
+            "Cannot tell which rows this net's train_split trained on; fit the net "
+            "with train_split=None for influence."
+        )
+    return np.asarray(indices)
+
+
+def _penalty(net: NeuralNet) -> dict:
+    names = {id(p): k for k, p in net.module_.named_parameters()}
+    penalty = {}
+    for group in net.optimizer_.param_groups:
+        wd = float(group.get("weight_decay", 0.0))
+        if wd and isinstance(net.optimizer_, torch.optim.AdamW):
+            warnings.warn(
+                "AdamW's decoupled weight decay is not a term of the training "
+                "objective; influence is computed without it.",
+                UserWarning,
+                stacklevel=4,
+            )
+            wd = 0.0
+        for p in group["params"]:
+            if id(p) in names:
+                penalty[names[id(p)].removeprefix("_orig_mod.")] = wd
+    return penalty
+
+
+def _output_transform(net: NeuralNet, criterion: Any):
+    if isinstance(net, NeuralNetClassifier) and isinstance(criterion, torch.nn.NLLLoss):
+        dtype = next(net.module_.parameters()).dtype
+        eps = torch.finfo(dtype).eps
+        return lambda p: torch.log(p + eps)
+    return None
+
+
+def _reset_parameters(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def _skorch_adapter(
+    net: NeuralNet, X, y, *, preprocess=None, dtype=torch.float64, **kwargs: Any
+) -> TorchAdapter:
+    if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
+        raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
+    kind = _kind(net)
+    criterion = copy.deepcopy(net.criterion_)
+    if getattr(criterion, "reduction", "mean") != "mean":
+        raise ValueError(
+            "The criterion must use reduction='mean' (skorch's default): influence "
+            "reads the objective as the mean loss."
+        )
+    Xf = preprocess.transform(X) if preprocess is not None else X
+    Xf, y = np.asarray(Xf), np.asarray(y)
+    rows = _trained_rows(net, Xf, y)
+    module_dtype = next(net.module_.parameters()).dtype
+    input_dtype = np.float32 if module_dtype == torch.float32 else np.float64
+
+    def refit(keep: np.ndarray, warm_start: bool) -> TorchAdapter:
+        Xk, yk = Xf[rows][keep].astype(input_dtype), y[rows][keep]
+        if warm_start:
+            new = copy.deepcopy(net)
+            new.train_split = None
+        else:
+            new = clone(net).set_params(train_split=None)
+            torch.manual_seed(0)
+            new.initialize()
+            _reset_parameters(new.module_)  # a module instance keeps old weights
+        new.partial_fit(Xk, yk)
+        return _skorch_adapter(new, Xk, yk, dtype=dtype, **kwargs)
+
+    adapter = TorchAdapter(
+        net.module_,
+        criterion,
+        Xf[rows],
+        y[rows],
+        kind=kind,
+        penalty=_penalty(net),
+        output_transform=_output_transform(net, criterion),
+        dtype=dtype,
+        refit=refit,
+        preprocess=preprocess,
+        **kwargs,
+    )
+    adapter.train_indices = rows
+    return adapter
+
+
+make_adapter.register(NeuralNet, _skorch_adapter)

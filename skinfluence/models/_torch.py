@@ -1,0 +1,372 @@
+"""Adapter for torch networks: ``nn.Module`` + loss, differentiated by ``torch.func``.
+
+Everything the influence layer asks for is computed functionally at the
+fitted parameters, on a private copy of the module in eval mode (the user's
+module is never mutated):
+
+* per-sample gradients: ``vmap(grad(loss_i))`` in chunks of rows;
+* Hessian-vector products: forward-over-reverse ``jvp(grad(J))``, vmapped
+  over the columns of a block;
+* Gauss-Newton products: ``J^T H_out J v`` via ``jvp`` of the outputs, the
+  output-space Hessian of the loss, and ``vjp``;
+* the dense Hessian for ``"exact"``: Hessian-vector products on identity
+  column chunks.
+
+The objective is ``J(theta) = (1/n) sum_i loss_i + (1/2) sum_k penalty_k
+theta_k^2`` with the penalty per parameter (weight decay read from the
+optimiser, or the estimator's L2).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from scipy.sparse.linalg import LinearOperator
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from ..utils._chunks import chunk_size, chunks
+from ..utils._progress import progress
+from ._base import encode_labels
+
+#: Columns of a Hessian block handled by one vmapped forward-over-reverse pass.
+_HVP_COLUMNS = 32
+
+
+class TorchAdapter:
+    """Influence ingredients of a trained torch network.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The trained network (copied; the original is not touched).
+    loss : callable
+        ``loss(outputs, targets) -> scalar`` on a batch, mean-reduced, e.g.
+        ``torch.nn.CrossEntropyLoss()``.  It is applied to one row at a time,
+        so its batch-of-one value is the per-sample loss.
+    X : array-like of shape (n_train, ...)
+        The training inputs the network was trained on (after ``preprocess``).
+    y : array-like of shape (n_train,) or (n_train, n_outputs)
+        The training targets.
+    kind : {"multiclass", "binary", "regression"}
+        ``"multiclass"``: outputs ``(n, K)`` and integer class targets;
+        ``"binary"``: one logit per row and 0/1 targets; ``"regression"``:
+        real targets shaped like the outputs.
+    classes : ndarray or None
+        Class labels for classifiers (targets are encoded as their index).
+    penalty : float or dict, default=0.0
+        L2 strength on the mean-loss scale, for all parameters or per
+        parameter name.
+    output_transform : callable or None, default=None
+        Applied to the module output before the loss (e.g. skorch's
+        ``log(p + eps)`` for ``NLLLoss`` on probabilities).
+    dtype : torch.dtype, default=torch.float64
+        Computation dtype (float64 is the accurate default; float32 halves
+        memory).
+    refit : callable or None, default=None
+        ``refit(keep, warm_start) -> TorchAdapter``: the retrain hook.
+    preprocess : transformer or None, default=None
+        Fixed preprocessing applied to query inputs (the ``Pipeline`` steps
+        before the network).
+    batch_size : int or None, default=None
+        Rows per chunk of per-sample work.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        loss: Callable,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        kind: str,
+        classes: NDArray | None = None,
+        penalty: float | dict = 0.0,
+        output_transform: Callable | None = None,
+        dtype: torch.dtype = torch.float64,
+        refit: Callable | None = None,
+        batch_size: int | None = None,
+        preprocess: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        if kind not in ("multiclass", "binary", "regression"):
+            raise ValueError(
+                f"kind must be multiclass, binary or regression; got {kind!r}"
+            )
+        self.kind = kind
+        self.is_classifier = kind != "regression"
+        self.classes = classes
+        self.dtype = dtype
+        self.verbose = verbose
+        self._refit = refit
+        self.preprocess = preprocess
+        self._module = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
+        self._loss = loss
+        self._out = output_transform or (lambda z: z)
+        named = [(k, p) for k, p in self._module.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("The module has no trainable parameters.")
+        self._names = [k for k, _ in named]
+        self._shapes = [p.shape for _, p in named]
+        self._sizes = [p.numel() for _, p in named]
+        self._theta = {k: p.detach().clone() for k, p in named}
+        self._buffers = {k: b.detach() for k, b in self._module.named_buffers()}
+        self.n_params = int(sum(self._sizes))
+        self.penalty = self._penalty_vector(penalty)
+        self._pen_t = torch.as_tensor(self.penalty, dtype=dtype)
+        self.null_basis = np.zeros((self.n_params, 0))
+        self._X = self._tensor(X)
+        self._y = self._targets(y)
+        self.n_train = len(self._X)
+        self._chunk = chunk_size(self.n_params, batch_size)
+
+    # -- conversions ----------------------------------------------------------
+
+    def _penalty_vector(self, penalty: float | dict) -> NDArray:
+        if isinstance(penalty, dict):
+            parts = [
+                np.full(s, float(penalty.get(k, 0.0)))
+                for k, s in zip(self._names, self._sizes, strict=True)
+            ]
+            return np.concatenate(parts)
+        return np.full(self.n_params, float(penalty))
+
+    def _inputs(self, X: ArrayLike) -> torch.Tensor:
+        """Query inputs: fixed preprocessing, then a tensor."""
+        if self.preprocess is not None:
+            X = self.preprocess.transform(X)
+        return self._tensor(X)
+
+    def _tensor(self, X: ArrayLike) -> torch.Tensor:
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must be numeric; got dtype {X.dtype}.")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("Input X contains NaN or infinity.")
+        return torch.as_tensor(X, dtype=self.dtype)
+
+    def _targets(self, y: ArrayLike) -> torch.Tensor:
+        y = np.asarray(y)
+        if self.is_classifier:
+            if self.classes is not None:
+                y = encode_labels(self.classes, y)
+            elif y.ndim != 1:
+                raise ValueError(
+                    f"y must be 1-dimensional for a classifier; got {y.shape}."
+                )
+            if self.kind == "binary":
+                return torch.as_tensor(y, dtype=self.dtype)
+            return torch.as_tensor(y, dtype=torch.long)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return torch.as_tensor(y, dtype=self.dtype)
+
+    def _flat(self, tree: dict) -> torch.Tensor:
+        first = tree[self._names[0]]
+        lead = first.shape[: first.dim() - len(self._shapes[0])]
+        return torch.cat([tree[k].reshape(*lead, -1) for k in self._names], dim=-1)
+
+    def _tree(self, flat: torch.Tensor) -> dict:
+        parts = torch.split(flat, self._sizes, dim=-1)
+        lead = flat.shape[:-1]
+        return {
+            k: p.reshape(*lead, *s)
+            for k, p, s in zip(self._names, parts, self._shapes, strict=True)
+        }
+
+    def _np(self, t: torch.Tensor) -> NDArray:
+        return t.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    # -- the network as functions of theta --------------------------------------
+
+    def _outputs(self, theta: dict, X: torch.Tensor) -> torch.Tensor:
+        z = functional_call(self._module, {**theta, **self._buffers}, (X,))
+        if self.kind == "binary":
+            z = z.reshape(len(X))
+        return self._out(z)
+
+    def _loss_one(self, theta: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._loss(self._outputs(theta, x[None]), y[None])
+
+    def _loss_on_output(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._loss(z[None], y[None])
+
+    def _data_loss(self, theta: dict, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum of per-sample losses over the rows."""
+        return vmap(self._loss_one, in_dims=(None, 0, 0))(theta, X, y).sum()
+
+    # -- the ModelAdapter interface ---------------------------------------------
+
+    def params(self) -> NDArray:
+        """The flat parameter vector (``named_parameters`` order)."""
+        return self._np(self._flat(self._theta))
+
+    def loss(self, X: ArrayLike, y: ArrayLike) -> NDArray:
+        """Per-sample loss of shape (m,)."""
+        Xt, yt = self._inputs(X), self._targets(y)
+        with torch.no_grad():
+            return self._np(
+                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yt)
+            )
+
+    def _predicted_targets(self, Xt: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            z = self._outputs(self._theta, Xt)
+        if self.kind == "binary":
+            # the transformed output is a logit (BCEWithLogits) by construction
+            return (z > 0).to(self.dtype)
+        return torch.argmax(z, dim=-1)
+
+    def prediction(self, X: ArrayLike) -> NDArray:
+        """``y_hat`` (regression, one output) or ``log p(predicted class)``."""
+        Xt = self._inputs(X)
+        if not self.is_classifier:
+            with torch.no_grad():
+                z = self._outputs(self._theta, Xt).reshape(len(Xt), -1)
+            self._check_single_output(z)
+            return self._np(z[:, 0])
+        yp = self._predicted_targets(Xt)
+        with torch.no_grad():
+            return -self._np(
+                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yp)
+            )
+
+    def _grads(self, Xt: torch.Tensor, yt: torch.Tensor, sign: float = 1.0) -> NDArray:
+        out = np.empty((len(Xt), self.n_params))
+        g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))
+        for t in chunks(len(Xt), self._chunk):
+            out[t] = sign * self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+        return out
+
+    def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray:
+        """Per-sample loss gradients of shape (m, n_params)."""
+        return self._grads(self._inputs(X), self._targets(y))
+
+    def prediction_grads(self, X: ArrayLike) -> NDArray:
+        """Gradients of :meth:`prediction`, shape (m, n_params)."""
+        Xt = self._inputs(X)
+        if self.is_classifier:
+            return self._grads(Xt, self._predicted_targets(Xt), sign=-1.0)
+
+        def pred(theta, x):
+            return self._outputs(theta, x[None]).reshape(-1)[0]
+
+        with torch.no_grad():
+            self._check_single_output(self._outputs(self._theta, Xt[:1]).reshape(1, -1))
+        out = np.empty((len(Xt), self.n_params))
+        g = vmap(grad(pred), in_dims=(None, 0))
+        for t in chunks(len(Xt), self._chunk):
+            out[t] = self._np(self._flat(g(self._theta, Xt[t])))
+        return out
+
+    def train_grads(self, rows: Any = slice(None), *, total: bool = False) -> NDArray:
+        """Per-sample training gradients of shape (b, n_params)."""
+        idx = np.arange(self.n_train)[rows]
+        G = self._grads(self._X[idx], self._y[idx])
+        if total:
+            G += self.penalty * self.params()
+        return G
+
+    def objective_grad(self) -> NDArray:
+        """Gradient of ``J`` at the trained parameters."""
+        g = np.zeros(self.n_params)
+        gl = grad(self._data_loss)
+        for t in chunks(self.n_train, self._chunk):
+            g += self._np(self._flat(gl(self._theta, self._X[t], self._y[t])))
+        return g / self.n_train + self.penalty * self.params()
+
+    def _block_product(self, V: NDArray, rows: Any, column_fn: Callable) -> NDArray:
+        V = np.asarray(V, dtype=np.float64)
+        squeeze = V.ndim == 1
+        V2 = V.reshape(self.n_params, -1)
+        idx = np.arange(self.n_train) if rows is None else np.arange(self.n_train)[rows]
+        out = np.zeros_like(V2)
+        Vt = torch.as_tensor(V2.T.copy(), dtype=self.dtype)  # (m, p)
+        for c in chunks(V2.shape[1], _HVP_COLUMNS):
+            tangents = self._tree(Vt[c])
+            acc = None
+            for t in chunks(len(idx), self._chunk):
+                Xb, yb = self._X[idx[t]], self._y[idx[t]]
+                part = vmap(lambda v, Xb=Xb, yb=yb: column_fn(v, Xb, yb))(tangents)
+                acc = part if acc is None else acc + part
+            out[:, c] = self._np(self._flat(acc)).T / len(idx)
+        out += self.penalty[:, None] * V2
+        return out[:, 0] if squeeze else out
+
+    def _hvp_column(self, v: dict, X: torch.Tensor, y: torch.Tensor) -> dict:
+        g = grad(self._data_loss)
+        return jvp(lambda th: g(th, X, y), (self._theta,), (v,))[1]
+
+    def _ggn_column(self, v: dict, X: torch.Tensor, y: torch.Tensor) -> dict:
+        z, Jv = jvp(lambda th: self._outputs(th, X), (self._theta,), (v,))
+        gz = grad(self._loss_on_output)
+        HJv = vmap(lambda zi, yi, ui: jvp(lambda w: gz(w, yi), (zi,), (ui,))[1])(
+            z, y, Jv
+        )
+        _, pullback = vjp(lambda th: self._outputs(th, X), self._theta)
+        return pullback(HJv)[0]
+
+    def hessian_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
+        """``H V`` (``rows``: the minibatch Hessian over those training rows)."""
+        return self._block_product(V, rows, self._hvp_column)
+
+    def ggn_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
+        """``G V`` with ``G = (1/n) sum_i J_i^T H_out,i J_i + L2``."""
+        return self._block_product(V, rows, self._ggn_column)
+
+    def _operator(self, fn: Callable) -> LinearOperator:
+        p = self.n_params
+        return LinearOperator(
+            (p, p), matvec=fn, matmat=fn, rmatvec=fn, dtype=np.float64
+        )
+
+    def hessian_operator(self) -> LinearOperator:
+        """The Hessian of ``J`` as a ``scipy`` ``LinearOperator``."""
+        return self._operator(self.hessian_matvec)
+
+    def ggn_operator(self) -> LinearOperator:
+        """The Gauss-Newton matrix of ``J`` as a ``scipy`` ``LinearOperator``."""
+        return self._operator(self.ggn_matvec)
+
+    def hessian_matrix(self) -> NDArray:
+        """Dense Hessian, assembled from Hessian-vector products in chunks."""
+        return self._dense(self.hessian_matvec)
+
+    def ggn_matrix(self) -> NDArray:
+        """Dense Gauss-Newton matrix, assembled in chunks."""
+        return self._dense(self.ggn_matvec)
+
+    def _dense(self, fn: Callable) -> NDArray:
+        p = self.n_params
+        H = np.empty((p, p))
+        blocks = list(chunks(p, 256))
+        for c in progress(blocks, desc="dense curvature", verbose=self.verbose):
+            E = np.zeros((p, c.stop - c.start))
+            E[np.arange(c.start, c.stop), np.arange(c.stop - c.start)] = 1.0
+            H[:, c] = fn(E)
+        return 0.5 * (H + H.T)
+
+    def retrain(self, keep: NDArray, *, warm_start: bool = True) -> TorchAdapter:
+        """Retrain on the kept rows through the estimator's hook."""
+        if self._refit is None:
+            raise NotImplementedError(
+                "This adapter has no retrain hook; build it from a TorchClassifier, "
+                "TorchRegressor or skorch net."
+            )
+        return self._refit(np.asarray(keep), warm_start)
+
+    def _check_single_output(self, z: torch.Tensor) -> None:
+        if z.shape[-1] != 1:
+            raise ValueError(
+                "target='prediction' needs a scalar output; this network has "
+                f"{z.shape[-1]}. Use target='loss'."
+            )
+
+
+def _unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` wraps modules; differentiate the original."""
+    return getattr(module, "_orig_mod", module)

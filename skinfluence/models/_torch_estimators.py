@@ -1,0 +1,331 @@
+"""Plain torch networks as scikit-learn estimators, trained to an optimum.
+
+``TorchClassifier`` / ``TorchRegressor`` wrap an ``nn.Module`` and a loss and
+train them full-batch with L-BFGS by default, so the fitted network sits at a
+stationary point of exactly the objective influence differentiates:
+``J(theta) = mean_i loss_i + (weight_decay / 2) ||theta||^2``.  They register
+a :class:`TorchAdapter` (and a retrain hook for leave-one-out ground truth).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from ._base import make_adapter
+from ._torch import TorchAdapter
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _reset_parameters(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+class _TorchModel(BaseEstimator):
+    _parameter_constraints: dict = {
+        "module": [HasMethods(["forward", "parameters"])],
+        "criterion": [callable, None],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions({"lbfgs", "adam"})],
+        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions(set(_DTYPES))],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        module,
+        *,
+        criterion=None,
+        weight_decay=0.0,
+        optimizer="lbfgs",
+        lr=None,
+        max_iter=500,
+        tol=1e-9,
+        batch_size=None,
+        dtype="float64",
+        random_state=None,
+    ):
+        self.module = module
+        self.criterion = criterion
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.random_state = random_state
+
+    # -- subclass hooks -------------------------------------------------------
+
+    def _default_criterion(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _encode(self, y: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- training ---------------------------------------------------------------
+
+    def _objective(self, module, X, y) -> torch.Tensor:
+        loss = self.criterion_(module(X), y)
+        if self.weight_decay:
+            sq = sum((p**2).sum() for p in module.parameters() if p.requires_grad)
+            loss = loss + 0.5 * self.weight_decay * sq
+        return loss
+
+    def _train(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        params = [p for p in self.module_.parameters() if p.requires_grad]
+        self.module_.train()
+        if self.optimizer == "lbfgs":
+            opt = torch.optim.LBFGS(
+                params,
+                lr=self.lr or 1.0,
+                max_iter=self.max_iter,
+                tolerance_grad=self.tol,
+                tolerance_change=0.0,
+                history_size=50,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure():
+                opt.zero_grad()
+                loss = self._objective(self.module_, X, y)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+            self.n_iter_ = opt.state[opt._params[0]].get("n_iter", 0)
+        else:
+            gen = torch.Generator().manual_seed(self._seed)
+            opt = torch.optim.Adam(params, lr=self.lr or 1e-3)
+            bs = self.batch_size or len(X)
+            for _ in range(self.max_iter):
+                for idx in torch.randperm(len(X), generator=gen).split(bs):
+                    opt.zero_grad()
+                    self._objective(self.module_, X[idx], y[idx]).backward()
+                    opt.step()
+            self.n_iter_ = self.max_iter
+        self.module_.eval()
+        grad_norm = self._grad_norm(X, y)
+        if self.optimizer == "lbfgs" and grad_norm > max(self.tol, 1e-6) * 10:
+            warnings.warn(
+                f"L-BFGS stopped with gradient norm {grad_norm:.2g}; raise max_iter "
+                "for an optimum (influence assumes one).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _grad_norm(self, X, y) -> float:
+        params = [p for p in self.module_.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(self._objective(self.module_, X, y), params)
+        return float(torch.sqrt(sum((g**2).sum() for g in grads)))
+
+    def _fit_tensors(self, X, y, *, warm_start: bool = False):
+        torch_dtype = _DTYPES[self.dtype]
+        self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        if not warm_start:
+            self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
+            self.module_ = copy.deepcopy(self.module).to(torch_dtype)
+            if self.random_state is not None:
+                torch.manual_seed(self._seed)
+                _reset_parameters(self.module_)
+        Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
+        self._train(Xt, self._encode(np.asarray(y)))
+        return self
+
+    def _forward(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with torch.no_grad():
+            Xt = torch.as_tensor(X, dtype=_DTYPES[self.dtype])
+            return self.module_(Xt).double().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.optimizer == "adam" and self.random_state is None
+        return tags
+
+
+class TorchClassifier(ClassifierMixin, _TorchModel):
+    """A torch classification network as a scikit-learn classifier.
+
+    The module maps ``(n, n_features)`` float inputs to ``(n, n_classes)``
+    logits; the loss defaults to ``CrossEntropyLoss``.  Training minimises
+    ``mean_i loss_i + (weight_decay/2) ||theta||^2`` full-batch with L-BFGS
+    (or Adam), so the fitted network is at an optimum of the objective that
+    :class:`~skinfluence.InfluenceScorer` differentiates.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, with its initial weights (copied, never trained in
+        place).  With ``random_state`` set, weights are re-initialised by each
+        layer's ``reset_parameters`` under that seed.
+    criterion : torch loss or None, default=None
+        Mean-reduced loss on (logits, class index); ``None`` means
+        ``CrossEntropyLoss()``.
+    weight_decay : float, default=0.0
+        L2 strength on the mean-loss scale, on every trainable parameter.
+    optimizer : {"lbfgs", "adam"}, default="lbfgs"
+        Full-batch L-BFGS with strong-Wolfe line search (reaches an optimum),
+        or Adam over minibatches.
+    lr : float or None, default=None
+        Step size (L-BFGS: 1.0; Adam: 1e-3).
+    max_iter : int, default=500
+        L-BFGS iterations, or Adam epochs.
+    tol : float, default=1e-9
+        L-BFGS gradient tolerance.
+    batch_size : int or None, default=None
+        Adam minibatch size (``None``: full batch).
+    dtype : {"float64", "float32"}, default="float64"
+    random_state : int, RandomState instance or None, default=None
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network.
+    criterion_ : torch loss
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    n_iter_ : int
+    """
+
+    def _default_criterion(self):
+        return torch.nn.CrossEntropyLoss()
+
+    def _encode(self, y):
+        return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : TorchClassifier
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        return self._fit_tensors(X, y)
+
+    def decision_function(self, X):
+        """Logits of shape (n_samples, n_classes)."""
+        return self._forward(X)
+
+    def predict_proba(self, X):
+        """Softmax of the logits."""
+        z = self.decision_function(X)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+
+class TorchRegressor(RegressorMixin, _TorchModel):
+    """A torch regression network as a scikit-learn regressor.
+
+    The module maps ``(n, n_features)`` to ``(n, 1)`` (or ``(n, n_targets)``);
+    the loss defaults to ``MSELoss``.  Parameters as :class:`TorchClassifier`.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+    criterion_ : torch loss
+    n_features_in_ : int
+    n_iter_ : int
+    """
+
+    def _default_criterion(self):
+        return torch.nn.MSELoss()
+
+    def _encode(self, y):
+        y = y.reshape(len(y), -1)
+        return torch.as_tensor(y, dtype=_DTYPES[self.dtype])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self : TorchRegressor
+        """
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, multi_output=True, y_numeric=True
+        )
+        self._y_ndim = np.ndim(y)
+        return self._fit_tensors(X, y)
+
+    def predict(self, X):
+        """Network outputs, ``(n_samples,)`` for a single target."""
+        out = self._forward(X)
+        return out[:, 0] if self._y_ndim == 1 and out.shape[1] == 1 else out
+
+
+def _torch_model_adapter(est: _TorchModel, X, y, *, preprocess=None, **kwargs: Any):
+    Xf = preprocess.transform(X) if preprocess is not None else X
+    return _build_adapter(
+        est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, **kwargs
+    )
+
+
+def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchAdapter:
+    is_clf = isinstance(est, TorchClassifier)
+    if not is_clf:
+        y = y.reshape(len(y), -1)
+
+    def refit(keep, warm_start):
+        new = copy.deepcopy(est) if warm_start else clone(est)
+        if warm_start:
+            new._fit_tensors(Xf[keep], y[keep], warm_start=True)
+        else:
+            new.fit(Xf[keep], y[keep])
+        return _build_adapter(new, Xf[keep], y[keep], preprocess, **kwargs)
+
+    return TorchAdapter(
+        est.module_,
+        copy.deepcopy(est.criterion_),
+        Xf,
+        y,
+        kind="multiclass" if is_clf else "regression",
+        classes=est.classes_ if is_clf else None,
+        penalty=est.weight_decay,
+        dtype=_DTYPES[est.dtype],
+        refit=refit,
+        preprocess=preprocess,
+        **kwargs,
+    )
+
+
+make_adapter.register(TorchClassifier, _torch_model_adapter)
+make_adapter.register(TorchRegressor, _torch_model_adapter)

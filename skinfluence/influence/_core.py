@@ -103,12 +103,18 @@ def parameter_change(
 
 
 def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, float]:
-    """``(||grad J||, sqrt(mean_i ||g_i||^2))`` at the fitted parameters."""
+    """``||grad J||`` and the scale it is judged against, at the fitted parameters.
+
+    The scale is the root-mean-square per-sample gradient norm plus the norm
+    of the penalty's gradient: the two terms that cancel at an optimum.
+    """
     n, p = adapter.n_train, adapter.n_params
     sq = 0.0
     for t in chunks(n, chunk_size(p, batch_size)):
         sq += float(np.sum(adapter.train_grads(t) ** 2))
-    return float(np.linalg.norm(adapter.objective_grad())), float(np.sqrt(sq / n))
+    penalty_grad = np.linalg.norm(getattr(adapter, "penalty", 0.0) * adapter.params())
+    scale = float(np.sqrt(sq / n) + penalty_grad)
+    return float(np.linalg.norm(adapter.objective_grad())), scale
 
 
 def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
@@ -116,8 +122,8 @@ def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
     if grad_norm > STATIONARITY_RTOL * max(grad_scale, np.finfo(float).tiny):
         warnings.warn(
             f"The fitted model is not at an optimum of its training objective: "
-            f"||grad J|| = {grad_norm:.3g} vs a typical per-sample gradient norm "
-            f"of {grad_scale:.3g}. Influence assumes an optimum; tighten the "
+            f"||grad J|| = {grad_norm:.3g} vs a gradient scale (per-sample and "
+            f"penalty) of {grad_scale:.3g}. Influence assumes an optimum; tighten the "
             "model's tol or raise max_iter, and fit it on the same data.",
             NotAtOptimumWarning,
             stacklevel=3,

@@ -7,8 +7,12 @@ module is never mutated):
 * per-sample gradients: ``vmap(grad(loss_i))`` in chunks of rows;
 * Hessian-vector products: forward-over-reverse ``jvp(grad(J))``, vmapped
   over the columns of a block;
-* Gauss-Newton products: ``J^T H_out J v`` via ``jvp`` of the outputs, the
-  output-space Hessian of the loss, and ``vjp``;
+* Gauss-Newton products: ``J^T H_out J v`` via ``jvp`` of the module
+  outputs, the output-space Hessian of the loss, and ``vjp``.  The split is
+  at the module's output: logits for ``CrossEntropyLoss`` (the Fisher).  A
+  module that outputs probabilities for ``NLLLoss`` (skorch's default) makes
+  ``H_out`` rank one at the label, so its Gauss-Newton matrix is the
+  empirical Fisher; prefer logits with ``CrossEntropyLoss`` there;
 * the dense Hessian for ``"exact"``: Hessian-vector products on identity
   column chunks.
 
@@ -184,16 +188,17 @@ class TorchAdapter:
     # -- the network as functions of theta --------------------------------------
 
     def _outputs(self, theta: dict, X: torch.Tensor) -> torch.Tensor:
+        """The module's output (the Gauss-Newton split point)."""
         z = functional_call(self._module, {**theta, **self._buffers}, (X,))
         if self.kind == "binary":
             z = z.reshape(len(X))
-        return self._out(z)
+        return z
 
     def _loss_one(self, theta: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._loss(self._outputs(theta, x[None]), y[None])
+        return self._loss_on_output(self._outputs(theta, x[None])[0], y)
 
     def _loss_on_output(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._loss(z[None], y[None])
+        return self._loss(self._out(z[None]), y[None])
 
     def _data_loss(self, theta: dict, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum of per-sample losses over the rows."""
@@ -217,9 +222,9 @@ class TorchAdapter:
         with torch.no_grad():
             z = self._outputs(self._theta, Xt)
         if self.kind == "binary":
-            # the transformed output is a logit (BCEWithLogits) by construction
+            # the output is a logit (BCEWithLogits) by construction
             return (z > 0).to(self.dtype)
-        return torch.argmax(z, dim=-1)
+        return torch.argmax(z, dim=-1)  # logits or probabilities: same argmax
 
     def prediction(self, X: ArrayLike) -> NDArray:
         """``y_hat`` (regression, one output) or ``log p(predicted class)``."""

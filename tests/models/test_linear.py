@@ -221,7 +221,9 @@ def test_unsupported_objectives_raise(est, match, breast_cancer):
 @pytest.mark.parametrize("est", [KNeighborsClassifier(), LinearSVC()])
 def test_unsupported_estimator_names_supported(est, breast_cancer):
     X, _, y, _ = breast_cancer
-    with pytest.raises(TypeError, match="Supported: LinearRegression, Ridge, LogisticRegression"):
+    with pytest.raises(
+        TypeError, match="Supported: LinearRegression, Ridge, LogisticRegression"
+    ):
         make_adapter(est.fit(X, y), X, y)
 
 

@@ -1,0 +1,168 @@
+"""skorch nets: the adapter differentiates exactly what skorch minimised."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+
+torch = pytest.importorskip("torch")
+skorch = pytest.importorskip("skorch")
+
+from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier  # noqa: E402
+
+from skinfluence import InfluenceScorer  # noqa: E402
+from skinfluence.evaluation import loo_change  # noqa: E402
+
+
+class Linear1(torch.nn.Module):
+    def __init__(self, d=30):
+        super().__init__()
+        self.lin = torch.nn.Linear(d, 1)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class SoftmaxMLP(torch.nn.Module):
+    def __init__(self, d=13, k=3, hidden=8):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k)
+        )
+
+    def forward(self, x):
+        return torch.softmax(self.net(x), dim=-1)  # NLLLoss on probabilities
+
+
+@pytest.fixture(scope="module")
+def skorch_logreg(breast_cancer):
+    # Logistic regression as nn.Linear + BCEWithLogits + weight decay on the
+    # weight only (sklearn leaves the intercept unpenalised), trained by skorch
+    # full-batch SGD with momentum to convergence.
+    X, Xte, y, yte = breast_cancer
+    lam = 0.05
+    torch.manual_seed(0)
+    net = NeuralNetBinaryClassifier(
+        Linear1,
+        optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9,
+        optimizer__weight_decay=lam,
+        optimizer__param_groups=[("lin.bias", {"weight_decay": 0.0})],
+        lr=0.5,
+        max_epochs=400,
+        batch_size=-1,
+        train_split=None,
+        verbose=0,
+    ).fit(X.astype(np.float32), y.astype(np.float32))
+    return net, lam, X, Xte, y, yte
+
+
+def test_skorch_logistic_regression_equals_closed_form(skorch_logreg):
+    net, lam, X, Xte, y, yte = skorch_logreg
+    scorer = InfluenceScorer(FrozenEstimator(net)).fit(X.astype(np.float32), y)
+    lr = LogisticRegression(C=1 / (lam * len(y)), tol=1e-12, max_iter=10_000)
+    reference = InfluenceScorer(lr).fit(X, y)
+    assert scorer.grad_norm_ < 1e-4
+    S, R = scorer.influence(Xte, yte), reference.influence(Xte, yte)
+    r = [np.corrcoef(s, t)[0, 1] for s, t in zip(S, R, strict=True)]
+    assert min(r) >= 0.999
+    assert_allclose(
+        scorer.self_influence_, reference.self_influence_, rtol=0.02, atol=1e-4
+    )
+
+
+def test_weight_decay_read_from_param_groups(skorch_logreg):
+    net, lam, X, *_ = skorch_logreg
+    scorer = InfluenceScorer(FrozenEstimator(net)).fit(X.astype(np.float32), _[1])
+    pen = scorer.adapter_.penalty
+    assert_allclose(pen[:-1], lam)
+    assert pen[-1] == 0.0
+
+
+def test_nll_on_probabilities_matches_get_loss(wine):
+    X, _, y, _ = wine
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        SoftmaxMLP, max_epochs=20, lr=0.1, train_split=None, verbose=0
+    ).fit(X, y)
+    scorer = InfluenceScorer(FrozenEstimator(net)).fit(X, y)
+    with torch.no_grad():
+        expected = [
+            float(
+                net.get_loss(
+                    net.infer(torch.as_tensor(X[i : i + 1])),
+                    torch.as_tensor(y[i : i + 1]),
+                )
+            )
+            for i in range(10)
+        ]
+    assert_allclose(scorer.adapter_.loss(X[:10], y[:10]), expected, rtol=1e-5)
+
+
+def test_train_split_rows_are_honoured(wine):
+    X, _, y, _ = wine
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(SoftmaxMLP, max_epochs=5, lr=0.1, verbose=0).fit(X, y)
+    scorer = InfluenceScorer(FrozenEstimator(net)).fit(X, y)
+    ds_train, _ = net.get_split_datasets(X, y)
+    assert_allclose(scorer.train_indices_, ds_train.indices)
+    assert scorer.n_train_ == len(ds_train.indices) < len(X)
+    assert scorer.influence(X[:3], y[:3]).shape == (3, scorer.n_train_)
+
+
+def test_net_is_not_mutated(wine):
+    X, _, y, _ = wine
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        SoftmaxMLP, max_epochs=5, lr=0.1, train_split=None, verbose=0
+    )
+    net.fit(X, y)
+    before = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    scorer = InfluenceScorer(FrozenEstimator(net), curvature="ggn", damping=1e-3).fit(
+        X, y
+    )
+    loo_change(scorer, X[:2], y[:2], [0, 1])
+    for k, v in net.module_.state_dict().items():
+        assert torch.equal(before[k], v)
+    assert next(net.module_.parameters()).dtype == torch.float32
+
+
+def test_fit_clones_unfitted_net(wine):
+    X, _, y, _ = wine
+    net = NeuralNetClassifier(
+        SoftmaxMLP, max_epochs=3, lr=0.1, train_split=None, verbose=0
+    )
+    scorer = InfluenceScorer(net, curvature="ggn", damping="auto").fit(
+        X.astype(np.float32), y
+    )
+    assert not hasattr(net, "module_")
+    assert scorer.predict(X[:4].astype(np.float32)).shape == (4,)
+
+
+def test_ggn_of_nll_on_probabilities_is_the_empirical_fisher(wine):
+    # H_out of -log(p_y + eps) w.r.t. the probabilities is e_y e_y^T / (p_y+eps)^2,
+    # so J^T H_out J = g g^T per sample: the Gauss-Newton matrix split at a
+    # probability output is exactly the empirical Fisher (plus weight decay).
+    X, _, y, _ = wine
+    X = X.astype(np.float32)[:50]
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        SoftmaxMLP,
+        max_epochs=5,
+        lr=0.1,
+        optimizer__weight_decay=1e-3,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y[:50])
+    a = (
+        InfluenceScorer(FrozenEstimator(net), curvature="identity")
+        .fit(X, y[:50])
+        .adapter_
+    )
+    G = a.train_grads()
+    expected = G.T @ G / a.n_train + np.diag(a.penalty)
+    assert_allclose(a.ggn_matrix(), expected, rtol=1e-6, atol=1e-9)

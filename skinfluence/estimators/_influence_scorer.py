@@ -240,7 +240,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
             check_classification_targets(y)
         self.estimator_ = clone(estimator).fit(X, y)
-        self.adapter_ = make_adapter(self.estimator_, X, y)
+        self.adapter_ = make_adapter(
+            self.estimator_, X, y, batch_size=self.batch_size, verbose=self.verbose
+        )
         self.n_train_ = self.adapter_.n_train
         self.train_indices_ = getattr(
             self.adapter_, "train_indices", np.arange(self.n_train_)

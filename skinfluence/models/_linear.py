@@ -196,6 +196,9 @@ class LinearAdapter:
         before ``estimator``).
     X_features : ndarray or None, default=None
         ``preprocess.transform(X)`` when the caller already has it.
+    batch_size, verbose : ignored
+        Accepted for a uniform adapter interface; closed forms here are
+        vectorised over all rows.
 
     Attributes
     ----------
@@ -216,6 +219,8 @@ class LinearAdapter:
         *,
         preprocess: Any = None,
         X_features: NDArray | None = None,
+        batch_size: int | None = None,
+        verbose: int = 0,
     ) -> None:
         self.estimator = estimator
         self.preprocess = preprocess

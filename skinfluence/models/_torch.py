@@ -243,7 +243,8 @@ class TorchAdapter:
     def _grads(self, Xt: torch.Tensor, yt: torch.Tensor, sign: float = 1.0) -> NDArray:
         out = np.empty((len(Xt), self.n_params))
         g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))
-        for t in chunks(len(Xt), self._chunk):
+        blocks = list(chunks(len(Xt), self._chunk))
+        for t in progress(blocks, desc="per-sample gradients", verbose=self.verbose):
             out[t] = sign * self._np(self._flat(g(self._theta, Xt[t], yt[t])))
         return out
 

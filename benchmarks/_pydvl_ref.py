@@ -93,6 +93,21 @@ skinfluence's ``S[j, i] = g_q_j^T H^{-1} g_i`` (``S / n`` is the predicted
 change of the query loss when point ``i`` is removed; the up-weighting effect
 is ``-S``), so the conversion is the identity: no sign flip and no rescaling.
 
+Networks (``pydvl_module_scores``)
+----------------------------------
+For a ``torch.nn.Module`` trained on ``J(theta) = mean CE + (lambda/2)
+||theta||^2`` over *all* parameters, pyDVL's ``regularization=lambda`` is
+exactly the penalty Hessian, so no penalty rows are needed: the loss passed to
+pyDVL is plain ``F.cross_entropy`` (mean), ``fit`` gets one full batch, and the
+per-sample gradients are the unpenalised ones.  The same sign convention
+applies (identity conversion).  The Hessian of the mean cross-entropy alone is
+usually *indefinite* at a minimum of ``J`` (its smallest eigenvalues sit just
+above ``-lambda``), so ``H + lambda I`` is positive definite but can be badly
+conditioned; the solvers' accuracy depends on that condition number.  pyDVL
+only differentiates parameters with ``requires_grad=True``, and
+``regularization`` must be a Python ``float`` (an ``int`` is taken for a
+per-block dictionary and rejected).
+
 Solver quirks of pyDVL 0.10.0 (``pydvl/influence/torch/operator.py``)
 ----------------------------------------------------------------------
 * ``CgOperator`` (one system per query, started at ``x0 = b``) stops when the
@@ -113,6 +128,7 @@ Solver quirks of pyDVL 0.10.0 (``pydvl/influence/torch/operator.py``)
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -123,7 +139,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-__all__ = ["pydvl_removal_scores"]
+__all__ = ["pydvl_module_scores", "pydvl_removal_scores"]
 
 _PENALTY = -1
 _GAUGE = -2
@@ -403,4 +419,171 @@ def pydvl_removal_scores(
         mode=influence_mode.Up,
     )
     # pyDVL's Up mode is +g_q^T H^{-1} g_i already: identity conversion.
+    return scores.detach().cpu().numpy().astype(np.float64, copy=False)
+
+
+# Defaults for pydvl_module_scores; user kwargs override them.  The CG ``atol``
+# and the LiSSA ``scale`` are computed from the data unless given.
+_MODULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "direct": {},
+    "cg": {"rtol": 0.0},
+    "lissa": {"maxiter": 20000, "rtol": 1e-10, "dampen": 0.0},
+    "arnoldi": {"rank": 10, "tol": 1e-6},
+}
+# CG stops when ||residual|| < atol**2; atol**2 defaults to this times the
+# smallest nonzero query-gradient norm (a relative test for every query).
+_CG_REL_RESIDUAL = 1e-10
+
+
+def _query_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> NDArray:
+    """Norms of the per-sample cross-entropy gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; only parameters with ``requires_grad=True`` count.
+    x : Tensor of shape (m, d)
+        Inputs.
+    y : Tensor of shape (m,)
+        Integer targets.
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        ``||grad_theta CE(model(x_j), y_j)||`` for every row.
+    """
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+
+    def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor):
+        out = torch.func.functional_call(model, p, (xi.unsqueeze(0),))
+        return F.cross_entropy(out, yi.unsqueeze(0))
+
+    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, x, y)
+    sq = sum(g.reshape(len(x), -1).pow(2).sum(dim=1) for g in grads.values())
+    return torch.as_tensor(sq).sqrt().detach().cpu().numpy()
+
+
+def pydvl_module_scores(
+    method: str,
+    module: nn.Module,
+    X_train: ArrayLike,  # noqa: N803
+    y_train: ArrayLike,
+    X_query: ArrayLike,  # noqa: N803
+    y_query: ArrayLike,
+    *,
+    regularization: float,
+    **kwargs: Any,
+) -> NDArray[np.float64]:
+    r"""Compute removal influence scores of a torch classifier with pyDVL.
+
+    The model is assumed to minimise
+    ``J(theta) = mean_i CE(module(x_i), y_i) + (regularization / 2) ||theta||^2``
+    over all its parameters, so pyDVL's ``regularization`` (which adds
+    ``regularization * I`` to the Hessian of the mean loss) gives exactly the
+    Hessian of ``J``.  Extra damping is added to ``regularization`` by the
+    caller.
+
+    Parameters
+    ----------
+    method : {"direct", "cg", "lissa", "arnoldi"}
+        pyDVL solver: ``DirectInfluence``, ``CgInfluence``, ``LissaInfluence``
+        or ``ArnoldiInfluence``.
+    module : nn.Module
+        Trained model mapping ``(n, d)`` inputs to ``(n, K)`` logits.  It is
+        deep-copied, cast to float64 and put in eval mode; the caller's module
+        is not modified.  Parameters with ``requires_grad=False`` are treated
+        as constants by pyDVL.
+    X_train : array-like of shape (n, d)
+        Training inputs (as fed to ``module``).
+    y_train : array-like of shape (n,)
+        Training labels as class indices ``0..K-1``.
+    X_query : array-like of shape (m, d)
+        Query inputs.
+    y_query : array-like of shape (m,)
+        Query labels as class indices.
+    regularization : float
+        ``lambda`` of the training objective (plus any damping), added to the
+        diagonal of the Hessian of the mean cross-entropy.
+    **kwargs
+        Passed to the pyDVL constructor and override the defaults:
+
+        * cg: ``rtol=0.0``, ``atol = sqrt(1e-10 * min_j ||g_q_j||)`` (pyDVL
+          stops when the residual norm is below ``atol**2``, so this is a
+          relative residual of ``1e-10`` for the query with the smallest
+          gradient, and smaller for the others), ``maxiter`` = 10 times the
+          number of parameters.
+        * lissa: ``maxiter=20000``, ``rtol=1e-10``, ``dampen=0.0`` and
+          ``scale`` = 1.05 times (a power-iteration estimate of the largest
+          eigenvalue of the mean-CE Hessian plus ``regularization``).  The
+          iteration contracts by ``1 - lambda_min / scale`` per step, so it
+          needs about ``1.05 * cond * log(1 / eps)`` steps; raise ``maxiter``
+          for badly conditioned Hessians.
+        * arnoldi: ``rank=10``, ``tol=1e-6`` (pyDVL's ``use_woodbury=False``:
+          the directions outside the top ``rank`` eigenvectors are dropped).
+
+    Returns
+    -------
+    ndarray of shape (m, n)
+        ``S[j, i] = grad l(query_j)^T (H + regularization I)^{-1}
+        grad l(train_i)`` with ``H`` the Hessian of the mean cross-entropy
+        and ``l`` the unpenalised per-sample cross-entropy; ``S / n``
+        predicts the change of the query loss when training point ``i`` is
+        removed (positive: the point helps the query).
+
+    Raises
+    ------
+    ValueError
+        On an unknown method, a negative regularization or inconsistent
+        shapes.
+    """
+    method = method.lower()
+    if method not in _MODULE_DEFAULTS:
+        raise ValueError(
+            f"unknown method {method!r}; use one of {list(_MODULE_DEFAULTS)}"
+        )
+    reg = float(regularization)  # pyDVL treats a non-float as a block dict
+    if reg < 0:
+        raise ValueError("regularization must be non-negative")
+    pit, influence_mode = _import_pydvl()
+
+    model = copy.deepcopy(module).to(torch.float64).eval()
+    x_tr = torch.as_tensor(np.asarray(X_train, dtype=np.float64))
+    x_q = torch.as_tensor(np.atleast_2d(np.asarray(X_query, dtype=np.float64)))
+    y_tr = torch.as_tensor(np.asarray(y_train).astype(np.int64).ravel())
+    y_q = torch.as_tensor(np.asarray(y_query).astype(np.int64).ravel())
+    if x_tr.ndim != 2 or x_q.shape[1:] != x_tr.shape[1:]:
+        raise ValueError("X_train and X_query must be 2-D with the same width")
+    if len(y_tr) != len(x_tr) or len(y_q) != len(x_q):
+        raise ValueError("labels and features differ in length")
+
+    loss = F.cross_entropy
+    # One full batch: pyDVL's HessianOperator averages batches unweighted and
+    # LiSSA draws one batch per step, so smaller batches change the matrix.
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x_tr, y_tr), batch_size=len(x_tr)
+    )
+
+    options = {**_MODULE_DEFAULTS[method], **kwargs}
+    if method == "direct":
+        infl = pit.DirectInfluence(model, loss, regularization=reg, **options)
+    elif method == "cg":
+        if options.get("maxiter") is None:
+            n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            options["maxiter"] = 10 * n_params
+        if "atol" not in options:
+            norms = _query_grad_norms(model, x_q, y_q)
+            smallest = norms[norms > 0].min() if np.any(norms > 0) else 0.0
+            options["atol"] = max(float(np.sqrt(_CG_REL_RESIDUAL * smallest)), 1e-150)
+        infl = pit.CgInfluence(model, loss, regularization=reg, **options)
+    elif method == "lissa":
+        if "scale" not in options:
+            lam = _estimate_lambda_max(model, loss, loader)
+            options["scale"] = 1.05 * (lam + reg)
+        infl = pit.LissaInfluence(model, loss, regularization=reg, **options)
+    else:
+        infl = pit.ArnoldiInfluence(model, loss, regularization=reg, **options)
+    infl = infl.fit(loader)
+
+    scores = infl.influences(x_q, y_q, x_tr, y_tr, mode=influence_mode.Up)
+    # pyDVL's Up mode is +g_q^T (H + reg I)^{-1} g_i already: identity conversion.
     return scores.detach().cpu().numpy().astype(np.float64, copy=False)

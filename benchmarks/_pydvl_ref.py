@@ -108,6 +108,19 @@ only differentiates parameters with ``requires_grad=True``, and
 ``regularization`` must be a Python ``float`` (an ``int`` is taken for a
 per-block dictionary and rejected).
 
+Measured on a 64-16-10 tanh MLP on 300 digits rows (``lambda = 1e-3``,
+1210 parameters, eigenvalues of ``H + lambda I`` in ``[9e-5, 0.098]``):
+Direct and CG agree with a dense float64 solve to ``1e-13``; LiSSA needs
+~20000 full-batch steps for ``1e-9`` (``1e-3`` after 5000); Arnoldi is poor
+below full rank (relative error 0.95 at ``rank=10``, 0.83 at 100, 0.18 at 800;
+``use_woodbury=True`` gives 0.02 at 800 but 2.9 at 100).  The reason is that
+ARPACK keeps the eigenvalues of largest *magnitude* of the mean-CE Hessian,
+while the inverse is dominated by the smallest eigenvalues of ``H + lambda I``,
+which come from the negative-curvature directions of ``H`` (near
+``-lambda``) and are the last ones Arnoldi picks.  Constant input features
+(e.g. the always-blank digit pixels) give first-layer weights with identically
+zero gradients, so LiSSA's ``0 / 0`` stopping test always runs to ``maxiter``.
+
 Solver quirks of pyDVL 0.10.0 (``pydvl/influence/torch/operator.py``)
 ----------------------------------------------------------------------
 * ``CgOperator`` (one system per query, started at ``x0 = b``) stops when the

@@ -11,6 +11,9 @@ AUTO_EXACT_MAX_PARAMS = 5_000
 #: ``grad_norm_`` above this fraction of the root-mean-square per-sample
 #: gradient norm triggers a warning that the model is not at an optimum.
 STATIONARITY_RTOL = 1e-2
+#: ... and above this absolute value, so exact fits (every gradient ~ 0, e.g.
+#: least squares on noise-free targets) are not flagged for rounding noise.
+STATIONARITY_ATOL = 1e-8
 
 #: Tolerance and iteration cap used when refitting scikit-learn models for
 #: actual leave-one-out ground truth.

@@ -128,12 +128,14 @@ def batched_cg(
     n_iter : int
     converged : ndarray of bool of shape (k,)
     """
+    if not np.all(np.isfinite(B)):
+        raise ValueError("The right-hand sides contain NaN or infinity.")
     X = np.zeros_like(B)
     R = B.copy()
     P = R.copy()
     rs = np.einsum("ij,ij->j", R, R)
     target = (rtol**2) * rs
-    active = rs > target
+    active = ~(rs <= target)
     n_iter = 0
     for _ in progress(range(maxiter), desc="CG", verbose=verbose):
         if not np.any(active):
@@ -154,5 +156,7 @@ def batched_cg(
         rs_new = np.einsum("ij,ij->j", R[:, idx], R[:, idx])
         P[:, idx] = R[:, idx] + (rs_new / rs[idx]) * P[:, idx]
         rs[idx] = rs_new
-        active[idx] = rs_new > target[idx]
+        if not np.all(np.isfinite(rs_new)):
+            raise FloatingPointError("CG produced non-finite residuals.")
+        active[idx] = ~(rs_new <= target[idx])
     return X, n_iter, ~active

@@ -14,6 +14,7 @@ from sklearn.base import (
 )
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 from sklearn.utils import (
     TransformerTags,
     check_array,
@@ -136,8 +137,13 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         parameters.  Influence assumes an optimum; a
         :class:`~skinfluence.exceptions.NotAtOptimumWarning` is raised when it
         is large relative to the per-sample gradients.
+    train_gradient_ : str
+        The ``train_gradient`` the fitted state was computed with.
     self_influence_ : ndarray of shape (n_train_,)
-        ``g_i^T (H + damping I)^{-1} g_i >= 0``; computed on first access.
+        ``g_i^T (H + damping I)^{-1} g_i >= 0`` (with ``train_gradient="total"``
+        the right factor is the total gradient: the predicted change of the
+        point's own loss on removal, which can be negative).  Computed on
+        first access, then stored: it costs one solve per training point.
 
     See Also
     --------
@@ -213,6 +219,11 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     def _get_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator
 
+    def _wraps_pipeline(self) -> bool:
+        """A Pipeline validates (and may accept 1-D, e.g. text) input itself."""
+        est = self._get_estimator()
+        return isinstance(getattr(est, "estimator", est), Pipeline)
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Fit the wrapped model and the curvature.
@@ -235,6 +246,8 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             )
         validate_data(self, X, skip_check_array=True)
         check_consistent_length(X, y)
+        for stale in ("classes_", "self_influence_"):
+            self.__dict__.pop(stale, None)
         estimator = self._get_estimator()
         if is_classifier(estimator):
             y = column_or_1d(y, warn=True)
@@ -255,7 +268,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.curvature_.fit(self.adapter_, damping=self.damping, verbose=self.verbose)
         self.grad_norm_, grad_scale = stationarity(self.adapter_, self.batch_size)
         warn_if_not_stationary(self.grad_norm_, grad_scale)
-        self._self_influence = None
+        self.train_gradient_ = self.train_gradient
         return self
 
     def influence(self, X, y=None, *, target="loss"):
@@ -283,7 +296,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
-        if _is_1d(X):
+        # 1-D input is an error unless a Pipeline fitted on 1-D input (text)
+        numeric = not self._wraps_pipeline() or hasattr(self, "n_features_in_")
+        if numeric and _is_1d(X):
             check_array(X)  # raises the standard "Reshape your data" error
         validate_data(self, X, skip_check_array=True, reset=False)
         if y is not None:
@@ -294,24 +309,30 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             X,
             y,
             target=target,
-            train_gradient=self.train_gradient,
+            train_gradient=self.train_gradient_,
             batch_size=self.batch_size,
             verbose=self.verbose,
         )
 
-    @property
-    def self_influence_(self):
-        """``g_i^T (H + damping I)^{-1} g_i`` of shape (n_train_,), cached."""
-        check_is_fitted(self)
-        if self._self_influence is None:
-            self._self_influence = self_influence(
-                self.adapter_,
-                self.curvature_,
-                train_gradient=self.train_gradient,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
+    def __getattr__(self, name):
+        # self_influence_ costs n_train solves: computed on first access and
+        # then stored.  A __getattr__ (not a property) keeps it out of dir(),
+        # so notebook reprs and inspect.getmembers do not trigger it.
+        if name != "self_influence_" or "adapter_" not in self.__dict__:
+            if name == "self_influence_":
+                check_is_fitted(self)
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}"
             )
-        return self._self_influence
+        value = self_influence(
+            self.adapter_,
+            self.curvature_,
+            train_gradient=self.train_gradient_,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
+        self.__dict__[name] = value
+        return value
 
     def parameter_change(self, indices):
         """Predicted parameter shift when each listed training point is removed.
@@ -332,7 +353,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return parameter_change(
-            self.adapter_, self.curvature_, indices, train_gradient=self.train_gradient
+            self.adapter_, self.curvature_, indices, train_gradient=self.train_gradient_
         )
 
     def transform(self, X):

@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import check_consistent_length
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..utils._progress import progress
+from ..utils._validation import check_indices
 
 
 def loo_change(
@@ -38,8 +40,8 @@ def loo_change(
         Query inputs.
     y : array-like of shape (n_query,) or None
         Query targets (unused for ``target="prediction"``).
-    indices : array-like of int of shape (k,)
-        Training rows to remove, one at a time.
+    indices : array-like of int of shape (k,), or boolean mask of shape (n_train,)
+        Training rows to remove, one at a time (negative counts from the end).
     warm_start : bool, default=True
         Start each refit from the fitted parameters (solvers that support it).
     target : {"loss", "prediction"}, default="loss"
@@ -58,16 +60,20 @@ def loo_change(
     check_is_fitted(scorer, "adapter_")
     if target not in ("loss", "prediction"):
         raise ValueError(f"target must be 'loss' or 'prediction'; got {target!r}.")
+    if target == "loss" and y is None:
+        raise ValueError("target='loss' needs y; pass y or use target='prediction'.")
+    validate_data(scorer, X, skip_check_array=True, reset=False)
+    if y is not None:
+        check_consistent_length(X, y)
     adapter = scorer.adapter_
 
     def measure(a: Any) -> NDArray:
         return a.loss(X, y) if target == "loss" else a.prediction(X)
 
-    idx = np.asarray(list(indices) if not hasattr(indices, "__len__") else indices)
-    idx = idx.astype(np.intp).reshape(-1)
     n = adapter.n_train
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"indices must lie in [0, {n}).")
+    idx = check_indices(
+        list(indices) if not hasattr(indices, "__len__") else indices, n
+    )
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
     keep = np.ones(n, dtype=bool)
     base = measure(adapter.retrain(keep, warm_start=warm_start))

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._constants import STATIONARITY_RTOL
+from .._constants import STATIONARITY_ATOL, STATIONARITY_RTOL
 from ..exceptions import NotAtOptimumWarning
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
+from ..utils._validation import check_indices
 
 TARGETS = ("loss", "prediction")
 
@@ -59,7 +60,7 @@ def pairwise_influence(
     Gq = query_grads(adapter, X, y, target)
     n, p = adapter.n_train, adapter.n_params
     S = np.empty((len(Gq), n))
-    qsize = chunk_size(max(p, n), batch_size)
+    qsize = _solve_block(adapter, batch_size)
     tsize = chunk_size(p, batch_size)
     blocks = list(chunks(len(Gq), qsize))
     for q in progress(blocks, desc="influence", verbose=verbose):
@@ -78,26 +79,35 @@ def self_influence(
     batch_size: int | None = None,
     verbose: int = 0,
 ) -> NDArray:
-    """``g_i^T (H + damping I)^{-1} g_i`` for every training point, shape (n,)."""
-    n, p = adapter.n_train, adapter.n_params
+    """``g_i^T (H + damping I)^{-1} g_i`` for every training point, shape (n,).
+
+    With ``train_gradient="total"`` the right factor is the total gradient, as
+    in :func:`pairwise_influence`: the value is then the predicted change of
+    point ``i``'s own loss on its removal, and can be negative.
+    """
+    n = adapter.n_train
     out = np.empty(n)
-    tsize = chunk_size(p, batch_size)
-    blocks = list(chunks(n, tsize))
+    blocks = list(chunks(n, _solve_block(adapter, batch_size)))
     for t in progress(blocks, desc="self-influence", verbose=verbose):
-        G = adapter.train_grads(t, total=train_gradient == "total")
-        out[t] = np.einsum("ij,ji->i", G, backend.solve(G.T))
+        G = adapter.train_grads(t)
+        Gt = adapter.train_grads(t, total=True) if train_gradient == "total" else G
+        out[t] = np.einsum("ij,ji->i", G, backend.solve(Gt.T))
     return out
+
+
+def _solve_block(adapter: Any, batch_size: int | None) -> int:
+    """Right-hand sides per solve: a matrix-free Hessian product allocates
+    ``(n_train, n_outputs, block)`` temporaries and a score block is
+    ``(block, n_train)``, so both count against the memory budget."""
+    width = max(adapter.n_params, adapter.n_train * getattr(adapter, "n_outputs", 1))
+    return chunk_size(width, batch_size)
 
 
 def parameter_change(
     adapter: Any, backend: Any, indices: ArrayLike, *, train_gradient: str = "loss"
 ) -> NDArray:
     """Predicted ``theta_{-i} - theta`` for each listed point, shape (k, p)."""
-    idx = np.asarray(indices, dtype=np.intp).reshape(-1)
-    if idx.size and (idx.min() < -adapter.n_train or idx.max() >= adapter.n_train):
-        raise IndexError(
-            f"indices must lie in [0, {adapter.n_train}); got {idx.min()}..{idx.max()}."
-        )
+    idx = check_indices(indices, adapter.n_train)
     G = adapter.train_grads(idx, total=train_gradient == "total")
     return backend.solve(G.T).T / adapter.n_train
 
@@ -118,8 +128,11 @@ def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, fl
 
 
 def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
-    """Warn when the objective gradient is large relative to per-sample ones."""
-    if grad_norm > STATIONARITY_RTOL * max(grad_scale, np.finfo(float).tiny):
+    """Warn when the objective gradient is large relative to per-sample ones.
+
+    An absolute floor keeps exact fits (all gradients ~ 0) quiet.
+    """
+    if grad_norm > max(STATIONARITY_RTOL * grad_scale, STATIONARITY_ATOL):
         warnings.warn(
             f"The fitted model is not at an optimum of its training objective: "
             f"||grad J|| = {grad_norm:.3g} vs a gradient scale (per-sample and "

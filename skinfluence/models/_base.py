@@ -60,8 +60,11 @@ def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-dimensional for a classifier; got {y.shape}.")
-    codes = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-    unseen = classes[codes] != y
+    try:
+        codes = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+        unseen = classes[codes] != y
+    except TypeError:  # labels of another type than the classes (str vs int)
+        codes, unseen = np.zeros(len(y), dtype=np.intp), np.ones(len(y), dtype=bool)
     if np.any(unseen):
         raise ValueError(
             f"y contains labels not seen during fit: {np.unique(y[unseen])!r}; "

@@ -25,7 +25,11 @@ The objective is read exactly as scikit-learn defines it, rescaled to
 Removing training point ``i`` and refitting with the *same* hyper-parameters
 subtracts ``w_i loss_i`` from the sklearn objective, so the parameter shift is
 ``H^{-1} g_i / n`` with the loss-only gradient -- which is why
-``train_gradient="loss"`` is the default.
+``train_gradient="loss"`` is the default.  Class weights are treated as fixed:
+with ``class_weight="balanced"`` scikit-learn recomputes every class's weight
+from the new class counts on refit, an effect influence ignores (measured on
+an imbalanced breast-cancer split: LOO Pearson 0.978 against 0.999 with the
+equivalent fixed dict).
 
 The multinomial parametrisation is symmetric: adding the same vector to every
 class row leaves every probability unchanged.  Along the unpenalised columns

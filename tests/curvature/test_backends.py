@@ -43,6 +43,17 @@ def test_cg_matches_exact_to_tolerance(digits_adapter, damping):
     assert 0 < cg.n_iter_ < 2 * digits_adapter.n_params
 
 
+def test_batched_cg_zero_and_nonfinite_right_hand_sides():
+    A = np.diag([1.0, 2.0, 3.0])
+    B = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    X, _, ok = batched_cg(lambda V: A @ V, B, 1e-12, 50)
+    assert ok.all()
+    assert_allclose(X[:, 1], 0.0)
+    assert_allclose(X[:, 0], [1.0, 0.5, 1 / 3])
+    with pytest.raises(ValueError, match="NaN"):
+        batched_cg(lambda V: A @ V, np.full((3, 1), np.nan), 1e-12, 50)
+
+
 def test_batched_cg_on_random_spd():
     rng = np.random.default_rng(1)
     A = rng.standard_normal((40, 40))
@@ -61,7 +72,7 @@ def test_cg_warns_when_not_converged(digits_adapter):
 
 def test_exact_falls_back_to_pseudo_inverse_with_warning(diabetes):
     X, _, y, _ = diabetes
-    Xd = np.hstack([X, X[:, :1]])  # a duplicated column: H is singular
+    Xd = np.hstack([X, np.zeros((len(X), 1))])  # an all-zero column: H singular
     adapter = make_adapter(LinearRegression().fit(Xd, y), Xd, y)
     with pytest.warns(UserWarning, match="not positive definite"):
         backend = ExactCurvature().fit(adapter)

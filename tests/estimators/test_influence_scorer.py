@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -57,7 +58,8 @@ def test_self_influence_is_diagonal_of_training_influence(fitted, breast_cancer)
 def test_batch_size_does_not_change_results(breast_cancer):
     Xtr, Xte, ytr, yte = breast_cancer
     a = InfluenceScorer(LogisticRegression()).fit(Xtr, ytr)
-    b = InfluenceScorer(LogisticRegression(), batch_size=7).fit(Xtr, ytr)
+    b = InfluenceScorer(LogisticRegression(), batch_size=11).fit(Xtr, ytr)
+    assert len(ytr) % 11 and len(ytr) > 11  # a partial last chunk
     assert_allclose(a.influence(Xte[:20], yte[:20]), b.influence(Xte[:20], yte[:20]))
     assert_allclose(a.self_influence_, b.self_influence_)
 
@@ -209,20 +211,110 @@ def test_unfitted_frozen_estimator(breast_cancer):
 
 
 def test_unfitted_scorer_raises():
-    with pytest.raises(Exception, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         InfluenceScorer().influence(np.ones((2, 3)), [0, 1])
     assert not hasattr(InfluenceScorer(), "self_influence_")
 
 
-def test_total_gradient_option(breast_cancer):
-    # "total" adds the L2 gradient; at the optimum sum_i g_i^total = 0.
+def test_total_gradient_matches_koh_liang_refit(breast_cancer):
+    # "total" = loss + L2 gradient per point: the exact first-order shift when
+    # the per-sample regularisation stays fixed, i.e. refitting without i at
+    # C' = 1 / ((n - 1) lambda) (Koh & Liang's LOO).
     Xtr, _, ytr, _ = breast_cancer
-    scorer = InfluenceScorer(
-        LogisticRegression(C=0.1, tol=1e-12), train_gradient="total"
-    ).fit(Xtr, ytr)
+    n, lam = len(ytr), 0.1
+    est = LogisticRegression(C=1 / (lam * n), tol=1e-12, max_iter=10_000)
+    scorer = InfluenceScorer(est, train_gradient="total").fit(Xtr, ytr)
     G = scorer.adapter_.train_grads(total=True)
     assert np.linalg.norm(G.mean(axis=0)) < 1e-6 * np.linalg.norm(G, axis=1).mean()
-    assert scorer.self_influence_.min() >= 0
+    idx = np.array([0, 3, 17, 120, 301])
+    predicted = scorer.parameter_change(idx)
+    actual = []
+    for i in idx:
+        keep = np.arange(n) != i
+        refit = LogisticRegression(C=1 / (lam * (n - 1)), tol=1e-12, max_iter=10_000)
+        refit.fit(Xtr[keep], ytr[keep])
+        actual.append(
+            np.append(refit.coef_, refit.intercept_) - scorer.adapter_.params()
+        )
+    actual = np.array(actual)
+    assert np.corrcoef(predicted.ravel(), actual.ravel())[0, 1] > 0.99
+    slope = predicted.ravel() @ actual.ravel() / (predicted.ravel() @ predicted.ravel())
+    assert 0.9 < slope < 1.15
+    # self-influence under "total" is the diagonal of the training influence
+    S = scorer.influence(Xtr[:8], ytr[:8])
+    assert_allclose(np.diag(S[:, :8]), scorer.self_influence_[:8], rtol=1e-10)
+
+
+def test_refit_resets_cached_and_stale_state(breast_cancer, diabetes):
+    Xtr, _, ytr, _ = breast_cancer
+    scorer = InfluenceScorer(LogisticRegression()).fit(Xtr[:200], ytr[:200])
+    first = scorer.self_influence_
+    scorer.fit(Xtr[200:], ytr[200:])
+    fresh = InfluenceScorer(LogisticRegression()).fit(Xtr[200:], ytr[200:])
+    assert len(scorer.self_influence_) == len(fresh.self_influence_) != len(first)
+    assert_allclose(scorer.self_influence_, fresh.self_influence_)
+    scorer.set_params(train_gradient="total")  # no refit: fitted state unchanged
+    assert_allclose(
+        scorer.influence(Xtr[:2], ytr[:2]), fresh.influence(Xtr[:2], ytr[:2])
+    )
+    Xd, _, yd, _ = diabetes
+    scorer.set_params(estimator=Ridge()).fit(Xd, yd)
+    assert not hasattr(scorer, "classes_")
+
+
+def test_self_influence_not_computed_by_repr(breast_cancer):
+    Xtr, _, ytr, _ = breast_cancer
+    scorer = InfluenceScorer(LogisticRegression()).fit(Xtr, ytr)
+    scorer._repr_html_()
+    assert "self_influence_" not in vars(scorer)
+    assert scorer.self_influence_.shape == (len(ytr),)
+    assert "self_influence_" in vars(scorer)
+
+
+def test_prediction_target_is_sklearn_log_proba(wine, breast_cancer):
+    # f = log-probability of the predicted class, pinned to sklearn's own.
+    for Xtr, Xte, ytr, _ in (wine, breast_cancer):
+        scorer = InfluenceScorer(LogisticRegression()).fit(Xtr, ytr)
+        expected = np.log(scorer.predict_proba(Xte)).max(axis=1)
+        assert_allclose(scorer.adapter_.prediction(Xte), expected, rtol=1e-8, atol=1e-12)
+
+
+def test_indices_validation(fitted):
+    scorer, _, _ = fitted
+    n = scorer.n_train_
+    mask = np.zeros(n, bool)
+    mask[[2, 5]] = True
+    assert_allclose(scorer.parameter_change(mask), scorer.parameter_change([2, 5]))
+    assert_allclose(scorer.parameter_change([-1]), scorer.parameter_change([n - 1]))
+    with pytest.raises(TypeError, match="integers"):
+        scorer.parameter_change([1.7])
+    with pytest.raises(IndexError):
+        scorer.parameter_change([n])
+
+
+def test_text_pipeline_accepts_1d_input():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = [
+        "good film",
+        "bad film",
+        "great plot",
+        "awful plot",
+        "good plot",
+        "bad acting",
+    ]
+    labels = [1, 0, 1, 0, 1, 0]
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression(C=10.0))
+    scorer = InfluenceScorer(pipe).fit(docs, labels)
+    assert scorer.influence(["good acting"], [1]).shape == (1, 6)
+
+
+def test_integer_labels_against_string_classes(breast_cancer):
+    Xtr, _, ytr, _ = breast_cancer
+    labels = np.array(["benign", "malignant"])[ytr]
+    scorer = InfluenceScorer(LogisticRegression()).fit(Xtr, labels)
+    with pytest.raises(ValueError, match="not seen during fit"):
+        scorer.influence(Xtr[:2], [0, 1])
 
 
 def test_linear_regression_default_damping_zero_ok(diabetes):

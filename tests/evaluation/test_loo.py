@@ -143,8 +143,29 @@ def test_loo_scorer_in_grid_search(breast_cancer):
     assert scores[0] > 0.99 and scores[0] > scores[1]
 
 
-def test_loo_change_checks_indices(breast_cancer):
+def test_loo_change_checks_inputs(breast_cancer):
     Xtr, Xte, ytr, yte = breast_cancer
     scorer = InfluenceScorer(_lr(len(ytr), 0.1)).fit(Xtr, ytr)
     with pytest.raises(IndexError):
         loo_change(scorer, Xte[:1], yte[:1], [len(ytr)])
+    with pytest.raises(ValueError, match="features"):
+        loo_change(scorer, Xte[:1, :4], yte[:1], [0])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        loo_change(scorer, Xte[:2], yte[:1], [0])
+    with pytest.raises(ValueError, match="needs y"):
+        loo_change(scorer, Xte[:2], None, [0])
+
+
+def test_loo_change_passes_warm_start_to_the_retrain_hook(breast_cancer):
+    Xtr, Xte, ytr, yte = breast_cancer
+    scorer = InfluenceScorer(_lr(len(ytr), 0.1)).fit(Xtr, ytr)
+    seen = []
+    retrain = scorer.adapter_.retrain
+
+    def spy(keep, *, warm_start=True):
+        seen.append(warm_start)
+        return retrain(keep, warm_start=warm_start)
+
+    scorer.adapter_.retrain = spy
+    loo_change(scorer, Xte[:1], yte[:1], [0, 1], warm_start=False)
+    assert seen == [False, False, False]

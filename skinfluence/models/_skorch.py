@@ -37,7 +37,7 @@ from skorch import (
 )
 
 from ._base import make_adapter
-from ._torch import TorchAdapter
+from ._torch import TorchAdapter, reset_parameters
 
 _KINDS = (
     (NeuralNetBinaryClassifier, "binary"),
@@ -96,12 +96,6 @@ def _output_transform(net: NeuralNet, criterion: Any):
     return None
 
 
-def _reset_parameters(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-
-
 def _skorch_adapter(
     net: NeuralNet, X, y, *, preprocess=None, dtype=torch.float64, **kwargs: Any
 ) -> TorchAdapter:
@@ -129,7 +123,7 @@ def _skorch_adapter(
             new = clone(net).set_params(train_split=None)
             torch.manual_seed(0)
             new.initialize()
-            _reset_parameters(new.module_)  # a module instance keeps old weights
+            reset_parameters(new.module_)  # a module instance keeps old weights
         new.partial_fit(Xk, yk)
         return _skorch_adapter(new, Xk, yk, dtype=dtype, **kwargs)
 

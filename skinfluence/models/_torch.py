@@ -376,3 +376,10 @@ class TorchAdapter:
 def _unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
     """``torch.compile`` wraps modules; differentiate the original."""
     return getattr(module, "_orig_mod", module)
+
+
+def reset_parameters(module: torch.nn.Module) -> None:
+    """Re-initialise every layer that can (``reset_parameters``), in place."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()

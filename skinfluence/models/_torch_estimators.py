@@ -23,15 +23,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ._base import make_adapter
-from ._torch import TorchAdapter
+from ._torch import TorchAdapter, reset_parameters
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def _reset_parameters(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
 
 
 class _TorchModel(BaseEstimator):
@@ -145,7 +139,7 @@ class _TorchModel(BaseEstimator):
             self.module_ = copy.deepcopy(self.module).to(torch_dtype)
             if self.random_state is not None:
                 torch.manual_seed(self._seed)
-                _reset_parameters(self.module_)
+                reset_parameters(self.module_)
         Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
         self._train(Xt, self._encode(np.asarray(y)))
         return self

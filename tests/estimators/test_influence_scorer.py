@@ -276,7 +276,8 @@ def test_prediction_target_is_sklearn_log_proba(wine, breast_cancer):
     for Xtr, Xte, ytr, _ in (wine, breast_cancer):
         scorer = InfluenceScorer(LogisticRegression()).fit(Xtr, ytr)
         expected = np.log(scorer.predict_proba(Xte)).max(axis=1)
-        assert_allclose(scorer.adapter_.prediction(Xte), expected, rtol=1e-8, atol=1e-12)
+        got = scorer.adapter_.prediction(Xte)
+        assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
 
 
 def test_indices_validation(fitted):

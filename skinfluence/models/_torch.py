@@ -310,9 +310,13 @@ class TorchAdapter:
     def _ggn_column(self, v: dict, X: torch.Tensor, y: torch.Tensor) -> dict:
         z, Jv = jvp(lambda th: self._outputs(th, X), (self._theta,), (v,))
         gz = grad(self._loss_on_output)
-        HJv = vmap(lambda zi, yi, ui: jvp(lambda w: gz(w, yi), (zi,), (ui,))[1])(
-            z, y, Jv
-        )
+
+        # output-space Hessian times Jv, reverse-over-reverse (forward mode
+        # through some losses, e.g. MSELoss, trips over immutable ZeroTensors)
+        def h_out(zi, yi, ui):
+            return grad(lambda w: (gz(w, yi) * ui).sum())(zi)
+
+        HJv = vmap(h_out)(z, y, Jv)
         _, pullback = vjp(lambda th: self._outputs(th, X), self._theta)
         return pullback(HJv)[0]
 

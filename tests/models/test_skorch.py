@@ -166,3 +166,34 @@ def test_ggn_of_nll_on_probabilities_is_the_empirical_fisher(wine):
     G = a.train_grads()
     expected = G.T @ G / a.n_train + np.diag(a.penalty)
     assert_allclose(a.ggn_matrix(), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_regressor_loss_matches_get_loss(diabetes):
+    from skorch import NeuralNetRegressor
+
+    X, _, y, _ = diabetes
+    X, y = X[:80].astype(np.float32), (y[:80] / 100).astype(np.float32)[:, None]
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(10, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)
+    )
+    net = NeuralNetRegressor(
+        module, max_epochs=30, lr=0.05, train_split=None, verbose=0
+    ).fit(X, y)
+    scorer = InfluenceScorer(FrozenEstimator(net), curvature="ggn", damping=1e-3)
+    scorer.fit(X, y)
+    with torch.no_grad():
+        expected = [
+            float(
+                net.get_loss(
+                    net.infer(torch.as_tensor(X[i : i + 1])),
+                    torch.as_tensor(y[i : i + 1]),
+                )
+            )
+            for i in range(8)
+        ]
+    assert_allclose(scorer.adapter_.loss(X[:8], y[:8]), expected, rtol=1e-5)
+    assert_allclose(
+        scorer.adapter_.prediction(X[:8]), net.predict(X[:8])[:, 0], rtol=1e-5
+    )
+    assert scorer.influence(X[:3], y[:3]).shape == (3, 80)

@@ -23,7 +23,6 @@ from sklearn.utils import (
     get_tags,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..curvature import CURVATURES, make_curvature
@@ -250,8 +249,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             self.__dict__.pop(stale, None)
         estimator = self._get_estimator()
         if is_classifier(estimator):
+            # The wrapped classifier's fit checks the target type (and a frozen
+            # model's adapter rejects labels it does not know).
             y = column_or_1d(y, warn=True)
-            check_classification_targets(y)
         self.estimator_ = clone(estimator).fit(X, y)
         self.adapter_ = make_adapter(
             self.estimator_, X, y, batch_size=self.batch_size, verbose=self.verbose

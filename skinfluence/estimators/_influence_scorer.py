@@ -28,9 +28,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..curvature import CURVATURES, make_curvature
 from ..influence import (
     TARGETS,
+    group_influence,
+    input_perturbation,
+    label_change,
     pairwise_influence,
     parameter_change,
+    query_grads,
     self_influence,
+    self_prediction_influence,
     stationarity,
     warn_if_not_stationary,
 )
@@ -293,6 +298,19 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             For ``target="loss"``, ``S[j, i] > 0`` means ``i`` helps ``j``
             (its removal would raise ``j``'s loss).
         """
+        self._check_query(X, y, target)
+        return pairwise_influence(
+            self.adapter_,
+            self.curvature_,
+            X,
+            y,
+            target=target,
+            train_gradient=self.train_gradient_,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
+
+    def _check_query(self, X, y, target):
         check_is_fitted(self)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
@@ -303,15 +321,128 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         validate_data(self, X, skip_check_array=True, reset=False)
         if y is not None:
             check_consistent_length(X, y)
-        return pairwise_influence(
-            self.adapter_,
-            self.curvature_,
-            X,
-            y,
-            target=target,
-            train_gradient=self.train_gradient_,
-            batch_size=self.batch_size,
-            verbose=self.verbose,
+
+    def _kwargs(self):
+        return {"batch_size": self.batch_size, "verbose": self.verbose}
+
+    def upweighting(self, X, y=None, *, target="loss"):
+        """Effect of up-weighting each training point, per unit weight.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_query, n_features)
+        y : array-like of shape (n_query,), default=None
+            Required for ``target="loss"``.
+        target : {"loss", "prediction"}, default="loss"
+
+        Returns
+        -------
+        U : ndarray of shape (n_query, n_train_)
+            ``d f_j / d eps`` when the objective gains ``eps * loss_i``:
+            ``-grad f_j^T (H + damping I)^{-1} grad loss_i``.  Removal is
+            ``eps = -1/n_train_``, so ``U = -influence(X, y)``.
+        """
+        return -self.influence(X, y, target=target)
+
+    def input_perturbation(self, X, y=None, *, target="loss"):
+        """Effect of shifting each training input, feature by feature.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_query, n_features)
+        y : array-like of shape (n_query,), default=None
+            Required for ``target="loss"``.
+        target : {"loss", "prediction"}, default="loss"
+
+        Returns
+        -------
+        R : ndarray of shape (n_query, n_train_, n_features)
+            A shift ``delta`` of training input ``i`` changes ``f_j`` by about
+            ``R[j, i] @ delta / n_train_``.  With ``target="loss"``, ``R[j, i]``
+            is (``n_train_`` times) the gradient of query ``j``'s loss with
+            respect to training input ``i``: move ``x_i`` along ``-R[j, i]``
+            to help ``j``, along ``R[j, i]`` to hurt it.  Features are the
+            wrapped model's inputs (continuous features; not available through
+            a Pipeline's preprocessing).
+        """
+        self._check_query(X, y, target)
+        return input_perturbation(
+            self.adapter_, self.curvature_, X, y, target=target, **self._kwargs()
+        )
+
+    def label_change(self, X, y=None, *, target="loss"):
+        """Effect of changing each training label to every class (classifiers).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_query, n_features)
+        y : array-like of shape (n_query,), default=None
+            Required for ``target="loss"``.
+        target : {"loss", "prediction"}, default="loss"
+
+        Returns
+        -------
+        R : ndarray of shape (n_query, n_train_, n_classes)
+            Relabelling training point ``i`` to ``classes_[k]`` changes ``f_j``
+            by about ``R[j, i, k] / n_train_``; 0 for its current label.
+        """
+        self._check_query(X, y, target)
+        return label_change(
+            self.adapter_, self.curvature_, X, y, target=target, **self._kwargs()
+        )
+
+    def group_influence(self, X, y, groups, *, target="loss", method="first_order"):
+        """Effect of removing whole groups of training points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_query, n_features)
+        y : array-like of shape (n_query,) or None
+            Required for ``target="loss"``.
+        groups : array-like of shape (n_train_,)
+            A group label per training point (as scikit-learn's ``groups``).
+        target : {"loss", "prediction"}, default="loss"
+        method : {"first_order", "newton"}, default="first_order"
+            ``"first_order"``: the sum of the members' influence.
+            ``"newton"``: one Newton step without the group, which includes the
+            group's own curvature (second order in the group's size; linear
+            models up to 5000 parameters, exact Hessian plus ``damping``).
+
+        Returns
+        -------
+        R : ndarray of shape (n_query, n_groups)
+            Removing group ``g`` (in ``np.unique(groups)`` order) changes
+            ``f_j`` by about ``R[j, g] / n_train_``.
+        """
+        S = self.influence(X, y, target=target)
+        Gq = query_grads(self.adapter_, X, y, target) if method == "newton" else None
+        R, _ = group_influence(
+            self.adapter_, self.curvature_, S, groups, method=method, Gq=Gq
+        )
+        return R
+
+    def self_influence(self, *, target="loss"):
+        """Self-influence of every training point, for the loss or the output.
+
+        Parameters
+        ----------
+        target : {"loss", "prediction"}, default="loss"
+
+        Returns
+        -------
+        s : ndarray of shape (n_train_,)
+            ``"loss"``: ``self_influence_``.  ``"prediction"``: how much
+            removing point ``i`` changes its own prediction, times
+            ``n_train_`` (regression: ``y_hat_i``; classification: the
+            log-probability of its predicted class).
+        """
+        check_is_fitted(self)
+        if target == "loss":
+            return self.self_influence_
+        if target != "prediction":
+            raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+        return self_prediction_influence(
+            self.adapter_, self.curvature_, batch_size=self.batch_size
         )
 
     def __getattr__(self, name):

@@ -1,4 +1,8 @@
-"""Influence math: pairwise, self, parameter change; blocked and model-agnostic."""
+"""Influence math: pairwise, self, parameter change, perturbations, groups.
+
+Blocked and model-agnostic: it asks adapters for gradients and backends for
+solves, never which model or backend it has.
+"""
 
 from ._core import (
     TARGETS,
@@ -9,13 +13,23 @@ from ._core import (
     stationarity,
     warn_if_not_stationary,
 )
+from ._questions import (
+    group_influence,
+    input_perturbation,
+    label_change,
+    self_prediction_influence,
+)
 
 __all__ = [
     "TARGETS",
+    "group_influence",
+    "input_perturbation",
+    "label_change",
     "pairwise_influence",
     "parameter_change",
     "query_grads",
     "self_influence",
+    "self_prediction_influence",
     "stationarity",
     "warn_if_not_stationary",
 ]

@@ -293,7 +293,7 @@ class LinearAdapter:
     def _encode(self, y: ArrayLike) -> NDArray:
         return encode_labels(self.classes, y)
 
-    def _targets(self, y: ArrayLike, codes: NDArray | None = None) -> NDArray:
+    def _targets(self, y: ArrayLike | None, codes: NDArray | None = None) -> NDArray:
         if self.is_classifier:
             codes = self._encode(y) if codes is None else codes
             if isinstance(self._loss, _BinomialLoss):
@@ -357,18 +357,64 @@ class LinearAdapter:
             return Xt.copy()
         return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
 
-    def train_grads(self, rows: Any = slice(None), *, total: bool = False) -> NDArray:
+    def train_grads(
+        self, rows: Any = slice(None), *, total: bool = False, labels: Any = None
+    ) -> NDArray:
         """Weighted training gradients ``w_i grad loss_i`` of shape (b, n_params).
 
         With ``total=True`` the penalty gradient ``penalty * theta`` is added to
-        each row (Koh & Liang's "total" per-sample gradient).
+        each row (Koh & Liang's "total" per-sample gradient).  With ``labels``
+        (class indices, one per row or one for all) the rows are relabelled
+        first, class weight included: the gradient a label change would give.
         """
         Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
-        R = self._loss.residual(Z, T) * self.weights[rows][:, None]
+        w = self.weights[rows]
+        if labels is not None:
+            if not self.is_classifier:
+                raise ValueError("Relabelling needs a classifier.")
+            codes = np.broadcast_to(np.asarray(labels, dtype=np.intp), (len(Xt),))
+            T = self._targets(None, codes)
+            w = _class_weights(self.estimator, codes)
+        R = self._loss.residual(Z, T) * w[:, None]
         G = self._outer(R, Xt)
         if total:
             G += self.penalty * self.params()
         return G
+
+    def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
+        """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
+        Xt, Z = self._Xt[rows], self._Z[rows]
+        if not self.is_classifier:
+            self._check_single_output()
+            return Xt.copy()
+        return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
+
+    def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
+        """``d/dx_i <q_j, g_i>`` for query vectors ``Q`` (m, n_params).
+
+        Returns shape (m, b, n_features): how training point ``i``'s weighted
+        gradient, projected on ``q_j``, moves with its input features (the
+        mixed derivative ``grad_x grad_theta loss``).  Closed form: with
+        ``g = w r (x) x~`` and ``dr/dx_a = A W[:, a]``,
+        ``d<q, g>/dx_a = w [ (A W[:, a])^T (Q x~) + r^T Q[:, a] ]``.
+        """
+        if self.preprocess is not None:
+            raise ValueError(
+                "Input perturbation is taken with respect to the model's own "
+                "inputs; fit the InfluenceScorer on preprocessed features instead "
+                "of a Pipeline."
+            )
+        Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
+        w = self.weights[rows]
+        d = self.X_features.shape[1]
+        Qm = np.asarray(Q).reshape(len(Q), self.n_outputs, self._dt)  # (m, K, d~)
+        QX = np.einsum("mkd,bd->bkm", Qm, Xt)  # (b, K, m)
+        AQX = self._loss.hess_apply(Z, QX)  # (b, K, m)
+        W = self._W[:, :d]  # (K, d)
+        term1 = np.einsum("bkm,ka->mba", AQX, W)
+        R = self._loss.residual(Z, T)  # (b, K)
+        term2 = np.einsum("bk,mka->mba", R, Qm[:, :, :d])
+        return (term1 + term2) * w[None, :, None]
 
     def objective_grad(self) -> NDArray:
         """Gradient of ``J`` at the fitted parameters, off the null directions."""
@@ -424,19 +470,24 @@ class LinearAdapter:
         N = self.null_basis
         return d + np.sum(N**2, axis=1)
 
-    def hessian_matrix(self) -> NDArray:
-        """Dense ``H + N N^T`` of shape (n_params, n_params), closed form."""
+    def data_hessian_sum(self, rows: Any = slice(None)) -> NDArray:
+        """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty."""
         K, dt = self.n_outputs, self._dt
-        A = self._loss.hess_entries(self._Z) * self.weights[:, None, None]
+        Xt = self._Xt[rows]
+        A = self._loss.hess_entries(self._Z[rows]) * self.weights[rows][:, None, None]
         H = np.zeros((K, dt, K, dt))
         for k in range(K):
             for m in range(k, K):
                 if not np.any(A[:, k, m]):
                     continue
-                block = (self._Xt * A[:, k, m, None]).T @ self._Xt / self.n_train
+                block = (Xt * A[:, k, m, None]).T @ Xt
                 H[k, :, m, :] = block
                 H[m, :, k, :] = block.T
-        H = H.reshape(self.n_params, self.n_params)
+        return H.reshape(self.n_params, self.n_params)
+
+    def hessian_matrix(self) -> NDArray:
+        """Dense ``H + N N^T`` of shape (n_params, n_params), closed form."""
+        H = self.data_hessian_sum() / self.n_train
         H[np.diag_indices_from(H)] += self.penalty
         N = self.null_basis
         if N.shape[1]:

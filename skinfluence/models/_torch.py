@@ -254,7 +254,9 @@ class TorchAdapter:
 
     def prediction_grads(self, X: ArrayLike) -> NDArray:
         """Gradients of :meth:`prediction`, shape (m, n_params)."""
-        Xt = self._inputs(X)
+        return self._prediction_grads(self._inputs(X))
+
+    def _prediction_grads(self, Xt: torch.Tensor) -> NDArray:
         if self.is_classifier:
             return self._grads(Xt, self._predicted_targets(Xt), sign=-1.0)
 
@@ -269,13 +271,51 @@ class TorchAdapter:
             out[t] = self._np(self._flat(g(self._theta, Xt[t])))
         return out
 
-    def train_grads(self, rows: Any = slice(None), *, total: bool = False) -> NDArray:
-        """Per-sample training gradients of shape (b, n_params)."""
+    def train_grads(
+        self, rows: Any = slice(None), *, total: bool = False, labels: Any = None
+    ) -> NDArray:
+        """Per-sample training gradients of shape (b, n_params).
+
+        ``labels`` (class indices) relabels the rows first: the gradient a
+        label change would give.
+        """
         idx = np.arange(self.n_train)[rows]
-        G = self._grads(self._X[idx], self._y[idx])
+        yt = self._y[idx]
+        if labels is not None:
+            if not self.is_classifier:
+                raise ValueError("Relabelling needs a classifier.")
+            codes = np.broadcast_to(np.asarray(labels), (len(idx),))
+            yt = torch.as_tensor(codes, dtype=self._y.dtype)
+        G = self._grads(self._X[idx], yt)
         if total:
             G += self.penalty * self.params()
         return G
+
+    def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
+        """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
+        return self._prediction_grads(self._X[np.arange(self.n_train)[rows]])
+
+    def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
+        """``d/dx_i <q_j, g_i>`` for query vectors ``Q`` (m, n_params).
+
+        Shape (m, b, *input_shape): the mixed derivative ``grad_x grad_theta
+        loss`` projected on each ``q_j``, by ``grad`` over the input of a
+        ``jvp`` along ``q_j``.
+        """
+        if self.preprocess is not None:
+            raise ValueError(
+                "Input perturbation is taken with respect to the network's own "
+                "inputs; fit on preprocessed features instead of a Pipeline."
+            )
+        idx = np.arange(self.n_train)[rows]
+        Qt = self._tree(torch.as_tensor(np.asarray(Q), dtype=self.dtype))
+
+        def directional(x, y, q):
+            return jvp(lambda th: self._loss_one(th, x, y), (self._theta,), (q,))[1]
+
+        per_row = vmap(grad(directional), in_dims=(0, 0, None))
+        per_query = vmap(per_row, in_dims=(None, None, 0))
+        return self._np(per_query(self._X[idx], self._y[idx], Qt))
 
     def objective_grad(self) -> NDArray:
         """Gradient of ``J`` at the trained parameters."""

@@ -1,6 +1,15 @@
-"""Ground truths (actual leave-one-out retraining) and agreement metrics."""
+"""Ground truths (leave-one-out retraining, PBRF) and agreement metrics."""
 
-from ._loo import loo_change
+from ._loo import loo_change, response_changes
 from ._metrics import loo_correlation, loo_slope, make_loo_scorer
+from ._pbrf import pbrf_change, proximal_change
 
-__all__ = ["loo_change", "loo_correlation", "loo_slope", "make_loo_scorer"]
+__all__ = [
+    "loo_change",
+    "loo_correlation",
+    "loo_slope",
+    "make_loo_scorer",
+    "pbrf_change",
+    "proximal_change",
+    "response_changes",
+]

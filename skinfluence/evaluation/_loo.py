@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,45 @@ def loo_change(
         loss, positive means removing ``i`` raises ``j``'s loss.
     """
     check_is_fitted(scorer, "adapter_")
+    adapter = scorer.adapter_
+    n = adapter.n_train
+
+    def model_without(i: int | None) -> Any:
+        keep = np.ones(n, dtype=bool)
+        if i is not None:
+            keep[i] = False
+        return adapter.retrain(keep, warm_start=warm_start)
+
+    return response_changes(
+        scorer,
+        X,
+        y,
+        indices,
+        model_without,
+        target=target,
+        verbose=verbose,
+        desc="LOO refits",
+    )
+
+
+def response_changes(
+    scorer: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    indices: ArrayLike,
+    model_without: Callable[[int | None], Any],
+    *,
+    target: str = "loss",
+    verbose: int | None = None,
+    desc: str = "responses",
+) -> NDArray:
+    """``f(model_without(i)) - f(model_without(None))`` for each listed ``i``.
+
+    The shared loop of the ground truths: ``model_without(i)`` returns an
+    adapter-like object (``loss``/``prediction``) for the training set with
+    point ``i`` removed, ``None`` meaning the reference.
+    """
+    check_is_fitted(scorer, "adapter_")
     if target not in ("loss", "prediction"):
         raise ValueError(f"target must be 'loss' or 'prediction'; got {target!r}.")
     if target == "loss" and y is None:
@@ -65,21 +105,17 @@ def loo_change(
     validate_data(scorer, X, skip_check_array=True, reset=False)
     if y is not None:
         check_consistent_length(X, y)
-    adapter = scorer.adapter_
 
     def measure(a: Any) -> NDArray:
         return a.loss(X, y) if target == "loss" else a.prediction(X)
 
-    n = adapter.n_train
+    n = scorer.adapter_.n_train
     idx = check_indices(
         list(indices) if not hasattr(indices, "__len__") else indices, n
     )
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
-    keep = np.ones(n, dtype=bool)
-    base = measure(adapter.retrain(keep, warm_start=warm_start))
+    base = measure(model_without(None))
     delta = np.empty((len(base), idx.size))
-    for col, i in enumerate(progress(idx, desc="LOO refits", verbose=verbose)):
-        keep[i] = False
-        delta[:, col] = measure(adapter.retrain(keep, warm_start=warm_start)) - base
-        keep[i] = True
+    for col, i in enumerate(progress(idx, desc=desc, verbose=verbose)):
+        delta[:, col] = measure(model_without(int(i))) - base
     return delta

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import sparse
+from scipy import optimize, sparse
 from scipy.sparse.linalg import LinearOperator
 from scipy.special import expit, log_expit, logsumexp, softmax
 from sklearn.base import clone
@@ -530,6 +530,76 @@ class LinearAdapter:
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(Xk, yk)
         return LinearAdapter(est, None, yk, preprocess=self.preprocess, X_features=Xk)
+
+    def response(
+        self, remove: int | None, *, damping: float, kind: str = "pbrf"
+    ) -> LinearAdapter:
+        """The model minimising a response objective around the fitted one.
+
+        With ``theta_s`` the fitted parameters, ``m = remove`` and ``lam =
+        damping``:
+
+        * ``"pbrf"`` (Bae et al. 2022): ``(1/n) sum_i w_i D_loss(z_i(theta),
+          z_i(theta_s)) - (1/n) w_m loss_m(theta) + (1/2) (theta - theta_s)^T
+          diag(penalty + lam) (theta - theta_s)``, ``D`` the Bregman divergence
+          of the loss in output space (the penalty's own Bregman divergence
+          is the quadratic term);
+        * ``"proximal"``: ``J(theta) - (1/n) w_m loss_m(theta) + (lam/2)
+          ||theta - theta_s||^2``.
+
+        Solved by full-batch L-BFGS from ``theta_s``.  ``remove=None`` keeps
+        every point (the reference response).
+
+        Returns
+        -------
+        adapter : LinearAdapter
+            The same model and data at the response parameters.
+        """
+        if kind not in ("pbrf", "proximal"):
+            raise ValueError(f"kind must be 'pbrf' or 'proximal'; got {kind!r}.")
+        n, K, dt = self.n_train, self.n_outputs, self._dt
+        theta_s, Zs, pen = self.params(), self._Z, self.penalty
+        Rs = self._loss.residual(Zs, self._T)
+        loss_s = self._loss.loss(Zs, self._T)
+        w = self.weights
+
+        def objective(theta):
+            Z = self._Xt @ theta.reshape(K, dt).T
+            R = self._loss.residual(Z, self._T)
+            diff = theta - theta_s
+            if kind == "pbrf":
+                D = self._loss.loss(Z, self._T) - loss_s - np.sum(Rs * (Z - Zs), axis=1)
+                value = w @ D / n + 0.5 * diff @ ((pen + damping) * diff)
+                grad = ((w[:, None] * (R - Rs)).T @ self._Xt).ravel() / n
+                grad += (pen + damping) * diff
+            else:
+                value = w @ self._loss.loss(Z, self._T) / n + 0.5 * theta @ (
+                    pen * theta
+                )
+                value += 0.5 * damping * diff @ diff
+                grad = ((w[:, None] * R).T @ self._Xt).ravel() / n
+                grad += pen * theta + damping * diff
+            if remove is not None:
+                zm, tm = Z[remove : remove + 1], self._T[remove : remove + 1]
+                value -= w[remove] * self._loss.loss(zm, tm)[0] / n
+                rm = self._loss.residual(zm, tm)[0]
+                grad -= w[remove] * np.outer(rm, self._Xt[remove]).ravel() / n
+            return value, grad
+
+        res = optimize.minimize(
+            objective,
+            theta_s,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": RETRAIN_MAX_ITER, "gtol": RETRAIN_TOL, "ftol": 0.0},
+        )
+        return self._with_params(res.x)
+
+    def _with_params(self, theta: NDArray) -> LinearAdapter:
+        new = copy.copy(self)
+        new._W = np.reshape(theta, (self.n_outputs, self._dt)).copy()
+        new._Z = self._Xt @ new._W.T
+        return new
 
     # -- helpers --------------------------------------------------------------
 

@@ -400,6 +400,66 @@ class TorchAdapter:
             H[:, c] = fn(E)
         return 0.5 * (H + H.T)
 
+    def response(
+        self,
+        remove: int | None,
+        *,
+        damping: float,
+        kind: str = "pbrf",
+        max_iter: int = 2000,
+        tol: float = 1e-10,
+    ) -> TorchAdapter:
+        """The network minimising a response objective around the trained one.
+
+        The objectives of :meth:`LinearAdapter.response` (``"pbrf"``: Bregman
+        divergence of the module outputs to the trained ones, minus the
+        removed point's loss, plus the proximity term with weight decay;
+        ``"proximal"``: the training objective minus the point, plus
+        ``(damping/2) ||theta - theta_s||^2``), minimised by full-batch L-BFGS
+        (strong Wolfe) from the trained parameters.
+        """
+        if kind not in ("pbrf", "proximal"):
+            raise ValueError(f"kind must be 'pbrf' or 'proximal'; got {kind!r}.")
+        n = self.n_train
+        theta_s = self._flat(self._theta).detach()
+        pen = self._pen_t
+        with torch.no_grad():
+            zs = self._outputs(self._theta, self._X)
+            loss_s = vmap(self._loss_on_output)(zs, self._y)
+        rs = vmap(grad(self._loss_on_output))(zs, self._y)
+        flat = theta_s.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [flat],
+            max_iter=max_iter,
+            tolerance_grad=tol,
+            tolerance_change=0.0,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            opt.zero_grad()
+            theta = self._tree(flat)
+            diff = flat - theta_s
+            z = self._outputs(theta, self._X)
+            losses = vmap(self._loss_on_output)(z, self._y)
+            if kind == "pbrf":
+                lin = (rs * (z - zs)).reshape(n, -1).sum(dim=1)
+                value = (losses - loss_s - lin).sum() / n
+                value = value + 0.5 * ((pen + damping) * diff**2).sum()
+            else:
+                value = losses.sum() / n + 0.5 * (pen * flat**2).sum()
+                value = value + 0.5 * damping * (diff**2).sum()
+            if remove is not None:
+                value = value - losses[remove] / n
+            value.backward()
+            return value
+
+        opt.step(closure)
+        new = copy.copy(self)
+        new._theta = self._tree(flat.detach())
+        return new
+
     def retrain(self, keep: NDArray, *, warm_start: bool = True) -> TorchAdapter:
         """Retrain on the kept rows through the estimator's hook."""
         if self._refit is None:

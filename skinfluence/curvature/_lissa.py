@@ -46,6 +46,10 @@ class LiSSACurvature(CurvatureBackend):
         effective step (less noise) but needs a deeper recursion.
     random_state : int, RandomState instance or None, default=None
         Minibatch draws.
+    operator : {"hessian", "ggn"}, default="hessian"
+        The curvature whose minibatch products drive the series: the Hessian,
+        or the Gauss-Newton matrix (positive semi-definite, so the series
+        converges where an unconverged network's Hessian is indefinite).
 
     Attributes
     ----------
@@ -73,6 +77,7 @@ class LiSSACurvature(CurvatureBackend):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "random_state": ["random_state"],
+        "operator": [StrOptions({"hessian", "ggn"})],
     }
 
     def __init__(
@@ -82,23 +87,30 @@ class LiSSACurvature(CurvatureBackend):
         batch_size: int = 64,
         scale: float | str = "auto",
         random_state: Any = None,
+        operator: str = "hessian",
     ) -> None:
         self.depth = depth
         self.repeats = repeats
         self.batch_size = batch_size
         self.scale = scale
         self.random_state = random_state
+        self.operator = operator
 
     def _fit(self, adapter: Any) -> None:
-        if not hasattr(adapter, "hessian_matvec"):
+        ggn = self.operator == "ggn"
+        name = "ggn_matvec" if ggn else "hessian_matvec"
+        self._matvec = getattr(adapter, name, None)
+        if self._matvec is None and ggn:
+            self._matvec = getattr(adapter, "hessian_matvec", None)  # linear: G = H
+        if self._matvec is None:
             raise TypeError(
-                f"curvature='lissa' needs minibatch Hessian products; "
+                f"curvature='lissa' needs minibatch curvature products; "
                 f"{type(adapter).__name__} has none."
             )
-        self._adapter = adapter
+        self._n = adapter.n_train
         self.mean_eigenvalue_ = float(np.mean(hessian_diagonal(adapter)))
         if self.scale == "auto":
-            op = adapter.hessian_operator()
+            op = adapter.ggn_operator() if ggn else adapter.hessian_operator()
             v0 = check_random_state(0).standard_normal(adapter.n_params)
             top = eigsh(op, k=1, which="LA", v0=v0, tol=1e-3, return_eigenvectors=False)
             self.scale_ = LISSA_AUTO_SCALE * float(top[0])
@@ -107,14 +119,14 @@ class LiSSACurvature(CurvatureBackend):
 
     def _solve(self, V: NDArray) -> NDArray:
         rng = check_random_state(self.random_state)
-        n, s = self._adapter.n_train, self.scale_ + self.damping_
+        n, s = self._n, self.scale_ + self.damping_
         start = np.linalg.norm(V)
         out = np.zeros_like(V)
         for _ in range(self.repeats):
             h = V.copy()
             for _ in progress(range(self.depth), desc="LiSSA", verbose=self._verbose):
                 rows = rng.randint(0, n, self.batch_size)
-                Hh = self._adapter.hessian_matvec(h, rows) + self.damping_ * h
+                Hh = self._matvec(h, rows) + self.damping_ * h
                 h = V + h - Hh / s
             if not np.isfinite(h).all() or np.linalg.norm(h) > 1e6 * max(start, 1e-300):
                 warnings.warn(

@@ -51,3 +51,13 @@ def test_backends_against_exact_on_a_network(digits_mlp):
     # (PSD) curvature, which beats a rank-50 truncation and no curvature.
     assert r["lissa"] > r["ggn"] > r["lowrank"], r
     assert r["ggn"] > r["identity"], r
+
+
+def test_lissa_on_the_gauss_newton_system(digits_mlp):
+    # LiSSA driven by Gauss-Newton products solves the GGN system, which stays
+    # positive definite where a network's Hessian need not be.
+    ggn = _scores(digits_mlp, "ggn")
+    lissa = _scores(
+        digits_mlp, LiSSACurvature(depth=4000, operator="ggn", random_state=0)
+    )
+    assert _corr(lissa, ggn) > 0.99

@@ -4,7 +4,13 @@ Sign convention: ``S[j, i] = grad f_j^T (H + damping I)^{-1} grad loss_i``;
 removing training point ``i`` changes ``f_j`` by about ``S[j, i] / n_train``.
 """
 
-from .estimators import InfluenceScorer
+from .estimators import (
+    CleanedClassifier,
+    CleanedRegressor,
+    InfluenceScorer,
+    NoisyLabelDetector,
+    Relabeler,
+)
 
 __version__ = "0.1.0"
 
@@ -18,4 +24,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["InfluenceScorer", "TorchClassifier", "TorchRegressor", "__version__"]
+__all__ = [
+    "CleanedClassifier",
+    "CleanedRegressor",
+    "InfluenceScorer",
+    "NoisyLabelDetector",
+    "Relabeler",
+    "TorchClassifier",
+    "TorchRegressor",
+    "__version__",
+]

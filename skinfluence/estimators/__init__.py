@@ -1,5 +1,17 @@
 """scikit-learn estimators: orchestration only, the math lives below."""
 
+from ._cleaning import (
+    CleanedClassifier,
+    CleanedRegressor,
+    NoisyLabelDetector,
+    Relabeler,
+)
 from ._influence_scorer import InfluenceScorer
 
-__all__ = ["InfluenceScorer"]
+__all__ = [
+    "CleanedClassifier",
+    "CleanedRegressor",
+    "InfluenceScorer",
+    "NoisyLabelDetector",
+    "Relabeler",
+]

@@ -15,16 +15,20 @@ from ._core import (
 )
 from ._questions import (
     group_influence,
+    influence_on_mean_loss,
     input_perturbation,
     label_change,
+    label_change_on_mean_loss,
     self_prediction_influence,
 )
 
 __all__ = [
     "TARGETS",
     "group_influence",
+    "influence_on_mean_loss",
     "input_perturbation",
     "label_change",
+    "label_change_on_mean_loss",
     "pairwise_influence",
     "parameter_change",
     "query_grads",

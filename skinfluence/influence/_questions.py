@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._constants import AUTO_EXACT_MAX_PARAMS
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
+from ..utils._sklearn_compat import _safe_indexing
 from ._core import _solve_block, query_grads
 
 
@@ -149,4 +150,54 @@ def self_prediction_influence(
     for t in chunks(n, _solve_block(adapter, batch_size)):
         F = adapter.train_prediction_grads(t)
         out[t] = np.einsum("ij,ji->i", F, backend.solve(adapter.train_grads(t).T))
+    return out
+
+
+def _mean_query_solution(
+    adapter: Any, backend: Any, X: ArrayLike, y: ArrayLike
+) -> NDArray:
+    """``(H + damping I)^{-1}`` times the gradient of the mean loss on ``(X, y)``."""
+    g = np.zeros(adapter.n_params)
+    m = len(np.asarray(y))
+    for t in chunks(m, chunk_size(adapter.n_params)):
+        g += adapter.loss_grads(_safe_indexing(X, t), np.asarray(y)[t]).sum(axis=0)
+    return backend.solve(g / m)
+
+
+def influence_on_mean_loss(
+    adapter: Any,
+    backend: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    batch_size: int | None = None,
+) -> NDArray:
+    """``s_i``: removing training point ``i`` changes the mean loss on
+    ``(X, y)`` by about ``s_i / n`` (one solve for the whole set); (n,)."""
+    q = _mean_query_solution(adapter, backend, X, y)
+    out = np.empty(adapter.n_train)
+    for t in chunks(adapter.n_train, chunk_size(adapter.n_params, batch_size)):
+        out[t] = adapter.train_grads(t) @ q
+    return out
+
+
+def label_change_on_mean_loss(
+    adapter: Any,
+    backend: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    batch_size: int | None = None,
+) -> NDArray:
+    """``R[i, k]``: relabelling training point ``i`` to class ``k`` changes the
+    mean loss on ``(X, y)`` by about ``R[i, k] / n``; shape (n, n_classes)."""
+    if not adapter.is_classifier:
+        raise ValueError("Relabelling needs a classifier.")
+    q = _mean_query_solution(adapter, backend, X, y)
+    K = len(adapter.classes)
+    out = np.empty((adapter.n_train, K))
+    for t in chunks(adapter.n_train, chunk_size(adapter.n_params * K, batch_size)):
+        base = adapter.train_grads(t) @ q
+        for k in range(K):
+            out[t, k] = -(adapter.train_grads(t, labels=k) @ q - base)
     return out

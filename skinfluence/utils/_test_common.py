@@ -13,10 +13,16 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..estimators import InfluenceScorer
+from ..estimators import (
+    CleanedClassifier,
+    CleanedRegressor,
+    InfluenceScorer,
+    NoisyLabelDetector,
+    Relabeler,
+)
 
 #: (estimator class, wrapped model name) -> {check name: reason}.
-#: InfluenceScorer passes every check for every wrapped model below.
+#: Every estimator below passes every check.
 EXPECTED_FAILED_CHECKS: dict[tuple[type, str], dict[str, str]] = {}
 
 
@@ -27,6 +33,12 @@ def estimators_to_check() -> Iterator[BaseEstimator]:
     yield InfluenceScorer(Ridge(alpha=0.5))
     yield InfluenceScorer(LinearRegression(), damping=1e-6)
     yield InfluenceScorer(make_pipeline(StandardScaler(), LogisticRegression()))
+    yield NoisyLabelDetector()
+    yield NoisyLabelDetector(Ridge(), method="loss", contamination=0.1)
+    yield Relabeler()
+    yield CleanedClassifier()
+    yield CleanedClassifier(cleaner=Relabeler())
+    yield CleanedRegressor()
 
 
 def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:

@@ -1,0 +1,554 @@
+"""Noisy-label detection, relabeling and clean-then-refit meta-estimators."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    RegressorMixin,
+    clone,
+)
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.utils import check_array, check_consistent_length, column_or_1d, get_tags
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    process_routing,
+)
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..curvature import CURVATURES
+from ..influence import influence_on_mean_loss, label_change_on_mean_loss
+from ..utils._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _fit_context,
+    _raise_for_params,
+    _routing_enabled,
+    _safe_indexing,
+)
+from ._influence_scorer import InfluenceScorer
+
+_COMMON = {
+    "estimator": [HasMethods(["fit"]), None],
+    "curvature": [StrOptions({"auto", *CURVATURES}), HasMethods(["fit", "solve"])],
+    "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+def _row_indexable(X):
+    """CSR for any sparse format (COO/DIA/BSR cannot be indexed by rows)."""
+    return X.tocsr() if sparse.issparse(X) else X
+
+
+def _tukey_threshold(scores: np.ndarray) -> float:
+    """Q3 + 1.5 IQR: the classic outlier fence, the documented "auto" rule."""
+    q1, q3 = np.percentile(scores, [25, 75])
+    return float(q3 + 1.5 * (q3 - q1))
+
+
+class _InfluenceCleaner(BaseEstimator):
+    """Shared plumbing: fit an InfluenceScorer, score, then resample."""
+
+    def _fit_scorer(self, X, y):
+        estimator = LogisticRegression() if self.estimator is None else self.estimator
+        scorer = InfluenceScorer(
+            estimator,
+            curvature=self.curvature,
+            damping=self.damping,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        )
+        self.scorer_ = scorer.fit(X, y)
+        self.n_features_in_ = scorer.n_features_in_
+        if hasattr(scorer, "feature_names_in_"):
+            self.feature_names_in_ = scorer.feature_names_in_
+        if hasattr(scorer, "classes_"):
+            self.classes_ = scorer.classes_
+        return self.scorer_
+
+    def _validation_set(self, X, y, X_val, y_val):
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Pass both X_val and y_val, or neither.")
+        if X_val is None:
+            return X, y
+        check_consistent_length(X_val, y_val)
+        validate_data(self.scorer_, X_val, skip_check_array=True, reset=False)
+        return X_val, y_val
+
+    def fit_resample(self, X, y, **fit_params):
+        """Fit, then return the cleaned training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **fit_params : dict
+            ``X_val``, ``y_val``: a trusted validation set.
+
+        Returns
+        -------
+        X_resampled, y_resampled
+            The kept rows (detectors) or every row with suggested labels
+            (relabelers); ``sample_indices_`` says which rows.
+        """
+        X = _row_indexable(X)
+        self.fit(X, y, **fit_params)
+        return _safe_indexing(X, self.sample_indices_), self._resampled_y(y)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        inner = get_tags(
+            LogisticRegression() if self.estimator is None else self.estimator
+        )
+        tags.input_tags.sparse = inner.input_tags.sparse
+        return tags
+
+
+class NoisyLabelDetector(_InfluenceCleaner):
+    """Rank training points by how likely their label is wrong, and flag them.
+
+    Parameters
+    ----------
+    estimator : estimator object, default=None
+        The model whose influence is measured (any model
+        :class:`~skinfluence.InfluenceScorer` supports); ``None`` means
+        ``LogisticRegression()``.
+    method : {"self_influence", "loss", "validation_influence"}, \
+            default="self_influence"
+        ``"self_influence"``: ``g_i^T (H + damping I)^{-1} g_i`` (Koh & Liang's
+        detector); ``"loss"``: the training loss (the baseline);
+        ``"validation_influence"``: harm to the mean loss of the trusted
+        validation set ``(X_val, y_val)`` -- how much removing the point would
+        lower it (without a validation set, the training set stands in).
+    curvature, damping, random_state, verbose
+        As :class:`~skinfluence.InfluenceScorer`.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Share of points flagged.  ``"auto"``: points whose score exceeds
+        Tukey's fence ``Q3 + 1.5 IQR`` of the scores.
+
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        Higher = more suspicious.
+    ranking_ : ndarray of shape (n_samples,)
+        Indices by decreasing suspicion.
+    threshold_ : float
+        Points with ``scores_ > threshold_`` are flagged.
+    noisy_mask_ : ndarray of bool of shape (n_samples,)
+    sample_indices_ : ndarray of shape (n_kept,)
+        The unflagged rows, as ``fit_resample`` returns them.
+    scorer_ : InfluenceScorer
+        The fitted scorer (its ``estimator_`` is the fitted model).
+    classes_ : ndarray (classifiers)
+    n_features_in_ : int
+
+    Notes
+    -----
+    ``fit_predict`` returns -1 for flagged points and +1 otherwise, as outlier
+    detectors do, but this is not an outlier detector: it needs ``y``.
+    """
+
+    _parameter_constraints: dict = {
+        **_COMMON,
+        "method": [StrOptions({"self_influence", "loss", "validation_influence"})],
+        "contamination": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, 0.5, closed="right"),
+        ],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        method="self_influence",
+        curvature="auto",
+        damping=0.0,
+        contamination="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.method = method
+        self.curvature = curvature
+        self.damping = damping
+        self.contamination = contamination
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Score every training point and flag the suspicious ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        X_val, y_val : array-like, default=None
+            A trusted (clean) validation set, for
+            ``method="validation_influence"``.
+
+        Returns
+        -------
+        self : NoisyLabelDetector
+        """
+        X = _row_indexable(X)
+        scorer = self._fit_scorer(X, y)
+        a, backend = scorer.adapter_, scorer.curvature_
+        if self.method == "self_influence":
+            scores = scorer.self_influence_
+        elif self.method == "loss":
+            scores = a.loss(X, y)
+        else:
+            Xv, yv = self._validation_set(X, y, X_val, y_val)
+            scores = -influence_on_mean_loss(a, backend, Xv, yv)
+        self.scores_ = np.asarray(scores, dtype=float)
+        self.ranking_ = np.argsort(-self.scores_, kind="stable")
+        if self.contamination == "auto":
+            self.threshold_ = _tukey_threshold(self.scores_)
+            self.noisy_mask_ = self.scores_ > self.threshold_
+        else:
+            k = int(round(self.contamination * len(self.scores_)))
+            self.noisy_mask_ = np.zeros(len(self.scores_), dtype=bool)
+            self.noisy_mask_[self.ranking_[:k]] = True
+            self.threshold_ = (
+                float(self.scores_[self.ranking_[k - 1]]) if k else float("inf")
+            )
+        self.sample_indices_ = np.flatnonzero(~self.noisy_mask_)
+        return self
+
+    def fit_predict(self, X, y, **fit_params):
+        """-1 for flagged points, +1 for the rest.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **fit_params : dict
+            ``X_val``, ``y_val``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        self.fit(X, y, **fit_params)
+        return np.where(self.noisy_mask_, -1, 1)
+
+    def _resampled_y(self, y):
+        return _safe_indexing(y, self.sample_indices_)
+
+
+class Relabeler(_InfluenceCleaner):
+    """Suggest corrected labels: the change that most lowers a validation loss.
+
+    For every training point and every alternative class, label-change
+    influence predicts the change of the mean loss on the trusted validation
+    set ``(X_val, y_val)`` (the training set stands in without one, which is
+    much weaker: prefer a clean validation set).  The suspects are the
+    ``max_fraction`` most self-influential points; each is relabelled to its
+    best alternative if that is predicted to lower the validation loss
+    (gain > 0).  The cap exists because a suggested label is a prediction,
+    not a fact.
+
+    Parameters
+    ----------
+    estimator : classifier, default=None
+        ``None`` means ``LogisticRegression()``.
+    method : {"label_influence"}, default="label_influence"
+    curvature, damping, random_state, verbose
+        As :class:`~skinfluence.InfluenceScorer`.
+    max_fraction : float in (0, 1], default=0.1
+        Most points relabelled.
+
+    Attributes
+    ----------
+    y_relabeled_ : ndarray of shape (n_samples,)
+    relabeled_mask_ : ndarray of bool of shape (n_samples,)
+    relabel_gain_ : ndarray of shape (n_samples,)
+        Predicted decrease of the mean validation loss from the best label
+        change of each point (times ``n_samples``; <= 0: no better label).
+    suggested_labels_ : ndarray of shape (n_samples,)
+        The best label of every point (its own when no change helps).
+    sample_indices_ : ndarray of shape (n_samples,)
+        All rows (a relabeler keeps every row).
+    scorer_ : InfluenceScorer
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    """
+
+    _parameter_constraints: dict = {
+        **_COMMON,
+        "method": [StrOptions({"label_influence"})],
+        "max_fraction": [Interval(Real, 0, 1, closed="right")],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        method="label_influence",
+        curvature="auto",
+        damping=0.0,
+        max_fraction=0.1,
+        random_state=None,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.method = method
+        self.curvature = curvature
+        self.damping = damping
+        self.max_fraction = max_fraction
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Suggest labels and choose which to change.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        X_val, y_val : array-like, default=None
+            A trusted (clean) validation set.
+
+        Returns
+        -------
+        self : Relabeler
+        """
+        X = _row_indexable(X)
+        scorer = self._fit_scorer(X, y)
+        if not scorer.adapter_.is_classifier:
+            raise ValueError("Relabeler needs a classifier.")
+        Xv, yv = self._validation_set(X, y, X_val, y_val)
+        R = label_change_on_mean_loss(scorer.adapter_, scorer.curvature_, Xv, yv)
+        best = np.argmin(R, axis=1)
+        self.relabel_gain_ = -R[np.arange(len(R)), best]
+        self.suggested_labels_ = self.classes_[best]
+        # suspects first (the most self-influential points), then only the
+        # ones whose best alternative label is predicted to help
+        k = int(np.floor(self.max_fraction * len(R)))
+        suspects = np.argsort(-scorer.self_influence_, kind="stable")[:k]
+        chosen = suspects[self.relabel_gain_[suspects] > 0]
+        self.relabeled_mask_ = np.zeros(len(R), dtype=bool)
+        self.relabeled_mask_[chosen] = True
+        y_new = np.asarray(y).copy()
+        y_new[chosen] = self.suggested_labels_[chosen]
+        self.y_relabeled_ = y_new
+        self.sample_indices_ = np.arange(len(R))
+        return self
+
+    def fit_relabel(self, X, y, **fit_params):
+        """Fit and return ``y_relabeled_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **fit_params : dict
+            ``X_val``, ``y_val``.
+
+        Returns
+        -------
+        y_relabeled : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, y, **fit_params).y_relabeled_
+
+    def _resampled_y(self, y):
+        return self.y_relabeled_
+
+
+def _cleaned_has(attr):
+    def check(self):
+        est = getattr(self, "estimator_", None) or self._default_estimator()
+        getattr(est, attr)
+        return True
+
+    return check
+
+
+class _Cleaned(MetaEstimatorMixin, BaseEstimator):
+    """Clone, clean with ``cleaner.fit_resample``, refit on what is kept."""
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit"]), None],
+        "cleaner": [HasMethods(["fit_resample"]), None],
+    }
+
+    def __init__(self, estimator=None, cleaner=None):
+        self.estimator = estimator
+        self.cleaner = cleaner
+
+    def _default_cleaner(self):
+        return NoisyLabelDetector()
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, **params):
+        """Clean the training set, then fit a clone of ``estimator`` on it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **params : dict
+            Metadata routed (``sklearn.set_config(enable_metadata_routing=True)``)
+            to the cleaner's ``fit`` (e.g. ``X_val``/``y_val`` after
+            ``cleaner.set_fit_request(X_val=True, y_val=True)``) and to the
+            estimator's ``fit`` (per-sample metadata is sliced to the kept rows).
+
+        Returns
+        -------
+        self
+        """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
+        _raise_for_params(params, self, "fit")
+        X = validate_data(
+            self, X, accept_sparse=True, dtype=None, ensure_all_finite=False
+        )
+        if isinstance(self, ClassifierMixin):
+            y = column_or_1d(y, warn=True)
+        else:
+            y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+        if _routing_enabled():
+            routed = process_routing(self, "fit", **params)
+            cleaner_params, est_params = routed.cleaner.fit, routed.estimator.fit
+        else:
+            cleaner_params, est_params = {}, {}
+        self.cleaner_ = clone(self.cleaner or self._default_cleaner())
+        Xc, yc = self.cleaner_.fit_resample(X, y, **cleaner_params)
+        keep = getattr(self.cleaner_, "sample_indices_", None)
+        if keep is not None:
+            est_params = {
+                k: _safe_indexing(v, keep) if _is_per_sample(v, X) else v
+                for k, v in est_params.items()
+            }
+        self.estimator_ = clone(self.estimator or self._default_estimator())
+        self.estimator_.fit(Xc, yc, **est_params)
+        if hasattr(self.estimator_, "classes_"):
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    def get_metadata_routing(self):
+        """Route ``fit`` metadata to the cleaner's and the estimator's ``fit``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return (
+            MetadataRouter(owner=self)
+            .add(
+                cleaner=self.cleaner or self._default_cleaner(),
+                method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+            )
+            .add(
+                estimator=self.estimator or self._default_estimator(),
+                method_mapping=MethodMapping()
+                .add(caller="fit", callee="fit")
+                .add(caller="score", callee="score"),
+            )
+        )
+
+    @available_if(_cleaned_has("predict"))
+    def predict(self, X):
+        """The refitted estimator's ``predict``."""
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+    @available_if(_cleaned_has("predict_proba"))
+    def predict_proba(self, X):
+        """The refitted estimator's ``predict_proba``."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_cleaned_has("decision_function"))
+    def decision_function(self, X):
+        """The refitted estimator's ``decision_function``."""
+        check_is_fitted(self)
+        return self.estimator_.decision_function(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator or self._default_estimator())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.target_tags.required = True
+        return tags
+
+
+def _is_per_sample(value, X) -> bool:
+    try:
+        return len(value) == len(X)
+    except TypeError:
+        return False
+
+
+class CleanedClassifier(ClassifierMixin, _Cleaned):
+    """Clean the labels, then fit a classifier on the cleaned data.
+
+    ``cleaner`` is anything with ``fit_resample``: a
+    :class:`NoisyLabelDetector` (drops flagged rows), a :class:`Relabeler`
+    (changes labels) or an imbalanced-learn sampler.  Cleaning happens inside
+    ``fit``, so ``GridSearchCV`` tunes the cleaner's parameters by the
+    downstream score on held-out folds.
+
+    Parameters
+    ----------
+    estimator : classifier, default=None
+        Cloned and fitted on the cleaned data; ``None`` means
+        ``LogisticRegression()``.
+    cleaner : object with ``fit_resample``, default=None
+        Cloned; ``None`` means ``NoisyLabelDetector()``.
+
+    Attributes
+    ----------
+    cleaner_ : object
+        The fitted cleaner (``noisy_mask_``, ``sample_indices_``, ...).
+    estimator_ : classifier
+        The classifier fitted on the cleaned data.
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    """
+
+    def _default_estimator(self):
+        return LogisticRegression()
+
+
+class CleanedRegressor(RegressorMixin, _Cleaned):
+    """Drop suspicious targets, then fit a regressor on the rest.
+
+    Parameters
+    ----------
+    estimator : regressor, default=None
+        ``None`` means ``LinearRegression()``.
+    cleaner : object with ``fit_resample``, default=None
+        ``None`` means ``NoisyLabelDetector(LinearRegression())``.
+
+    Attributes
+    ----------
+    cleaner_ : object
+    estimator_ : regressor
+    n_features_in_ : int
+    """
+
+    def _default_estimator(self):
+        return LinearRegression()
+
+    def _default_cleaner(self):
+        return NoisyLabelDetector(LinearRegression())

@@ -1,0 +1,161 @@
+"""Noisy-label detection, relabeling and clean-then-refit on injected noise."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn import config_context
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import (
+    CleanedClassifier,
+    CleanedRegressor,
+    NoisyLabelDetector,
+    Relabeler,
+)
+from skinfluence.datasets import inject_label_noise
+from skinfluence.evaluation import detection_report, relabel_accuracy
+
+
+@pytest.fixture(scope="module")
+def noisy_digits(digits):
+    Xtr, Xte, ytr, yte = digits
+    Xval, Xte, yval, yte = train_test_split(
+        Xte, yte, test_size=0.5, random_state=0, stratify=yte
+    )
+    y_noisy, is_noisy = inject_label_noise(ytr, 0.2, random_state=0)
+    return Xtr, ytr, y_noisy, is_noisy, Xval, yval, Xte, yte
+
+
+LR = LogisticRegression(C=0.1, max_iter=2000)
+
+
+def test_inject_label_noise():
+    y = np.repeat(np.array(["a", "b", "c"]), 20)
+    noisy, flipped = inject_label_noise(y, 0.25, random_state=1)
+    assert flipped.sum() == 15
+    assert np.all(noisy[flipped] != y[flipped]) and np.all(
+        noisy[~flipped] == y[~flipped]
+    )
+    pair, flipped = inject_label_noise(y, 0.5, kind="pair", random_state=1)
+    mapping = {"a": "b", "b": "c", "c": "a"}
+    assert all(pair[i] == mapping[y[i]] for i in np.flatnonzero(flipped))
+    again, _ = inject_label_noise(y, 0.25, random_state=1)
+    assert_array_equal(noisy, again)
+
+
+def test_detection_auc_self_influence_vs_loss(noisy_digits):
+    # Convex model: self-influence and the loss baseline rank flips about
+    # equally well (measured 0.994 vs 0.996: the loss is marginally ahead);
+    # influence on a 180-point trusted validation set: 0.87.
+    Xtr, _, y_noisy, is_noisy, Xval, yval, _, _ = noisy_digits
+    auc = {}
+    for method in ["self_influence", "loss", "validation_influence"]:
+        det = NoisyLabelDetector(LR, method=method)
+        det.fit(Xtr, y_noisy, X_val=Xval, y_val=yval)
+        auc[method] = detection_report(is_noisy, det.scores_)["roc_auc"]
+    assert auc["self_influence"] > 0.98 and auc["loss"] > 0.98, auc
+    assert abs(auc["self_influence"] - auc["loss"]) < 0.02, auc
+    assert auc["validation_influence"] > 0.85, auc
+
+
+def test_detector_outputs_are_consistent(noisy_digits):
+    Xtr, _, y_noisy, is_noisy, *_ = noisy_digits
+    det = NoisyLabelDetector(LR, contamination=0.2)
+    labels = det.fit_predict(Xtr, y_noisy)
+    assert det.noisy_mask_.sum() == round(0.2 * len(y_noisy))
+    assert_array_equal(labels == -1, det.noisy_mask_)
+    assert_array_equal(det.sample_indices_, np.flatnonzero(~det.noisy_mask_))
+    Xk, yk = det.fit_resample(Xtr, y_noisy)
+    assert_array_equal(yk, y_noisy[det.sample_indices_])
+    assert np.all(det.scores_[det.noisy_mask_] >= det.threshold_)
+    assert is_noisy[det.noisy_mask_].mean() > 0.8  # flagged points are mostly flips
+    auto = NoisyLabelDetector(LR).fit(Xtr, y_noisy)
+    q1, q3 = np.percentile(auto.scores_, [25, 75])
+    assert auto.threshold_ == pytest.approx(q3 + 1.5 * (q3 - q1))
+
+
+def test_relabeler_recovers_true_labels(noisy_digits):
+    Xtr, ytr, y_noisy, is_noisy, Xval, yval, _, _ = noisy_digits
+    rel = Relabeler(LR, max_fraction=0.25).fit(Xtr, y_noisy, X_val=Xval, y_val=yval)
+    changed = rel.relabeled_mask_
+    assert changed.sum() <= 0.25 * len(ytr)
+    assert is_noisy[changed].mean() > 0.7  # it relabels mostly flips
+    # Label-change influence on a 180-point validation set gives back the true
+    # label for 42% of the relabelled flips (chance 1/9): well above chance,
+    # but not "most" -- the VM/FVM relabelers are the literature's answer.
+    assert relabel_accuracy(ytr, rel.y_relabeled_, changed & is_noisy) > 1 / 3
+    assert np.all(rel.relabel_gain_[changed] > 0)
+    assert_array_equal(rel.y_relabeled_[~changed], y_noisy[~changed])
+    assert_array_equal(rel.fit_relabel(Xtr, y_noisy), rel.y_relabeled_)
+
+
+def test_cleaned_classifier_beats_the_noisy_model(noisy_digits):
+    Xtr, _, y_noisy, _, _, _, Xte, yte = noisy_digits
+    noisy = LR.fit(Xtr, y_noisy).score(Xte, yte)
+    cleaned = CleanedClassifier(LR, NoisyLabelDetector(LR)).fit(Xtr, y_noisy)
+    assert cleaned.score(Xte, yte) > noisy + 0.01
+    assert cleaned.estimator_ is not LR and cleaned.cleaner_.noisy_mask_.any()
+
+
+def test_grid_search_over_the_cleaner_in_a_pipeline(noisy_digits):
+    Xtr, _, y_noisy, *_ = noisy_digits
+    pipe = make_pipeline(
+        StandardScaler(), CleanedClassifier(LR, NoisyLabelDetector(LR))
+    )
+    grid = GridSearchCV(
+        pipe,
+        {
+            "cleanedclassifier__cleaner__contamination": [0.05, 0.2],
+            "cleanedclassifier__cleaner__curvature": ["exact", "cg"],
+        },
+        cv=2,
+    ).fit(Xtr[:600], y_noisy[:600])
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+
+
+def test_validation_set_is_routed_as_metadata(noisy_digits):
+    Xtr, _, y_noisy, _, Xval, yval, _, _ = noisy_digits
+    with config_context(enable_metadata_routing=True):
+        cleaner = NoisyLabelDetector(
+            LR, method="validation_influence", contamination=0.1
+        )
+        cleaner.set_fit_request(X_val=True, y_val=True)
+        est = LogisticRegression(C=0.1, max_iter=2000).set_fit_request(
+            sample_weight=False
+        )
+        model = CleanedClassifier(est, cleaner).fit(
+            Xtr, y_noisy, X_val=Xval, y_val=yval
+        )
+        direct = NoisyLabelDetector(
+            LR, method="validation_influence", contamination=0.1
+        )
+        direct.fit(Xtr, y_noisy, X_val=Xval, y_val=yval)
+        assert_array_equal(model.cleaner_.noisy_mask_, direct.noisy_mask_)
+    with pytest.raises(ValueError, match="enable_metadata_routing|routing"):
+        CleanedClassifier(LR, cleaner).fit(Xtr, y_noisy, X_val=Xval, y_val=yval)
+
+
+def test_cleaned_regressor_drops_corrupted_targets(diabetes):
+    Xtr, Xte, ytr, yte = diabetes
+    rng = np.random.default_rng(0)
+    bad = rng.choice(len(ytr), 30, replace=False)
+    y_bad = ytr.copy()
+    y_bad[bad] += 400.0
+    model = CleanedRegressor(LinearRegression()).fit(Xtr, y_bad)
+    assert model.cleaner_.noisy_mask_[bad].mean() > 0.8
+    assert model.score(Xte, yte) > LinearRegression().fit(Xtr, y_bad).score(Xte, yte)
+
+
+def test_bad_input(noisy_digits):
+    Xtr, _, y_noisy, _, Xval, yval, _, _ = noisy_digits
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        NoisyLabelDetector(LR, method="validation_influence").fit(
+            Xtr, y_noisy, X_val=Xval
+        )
+    with pytest.raises(ValueError, match="contamination"):
+        NoisyLabelDetector(contamination=0.9).fit(Xtr, y_noisy)
+    with pytest.raises(ValueError, match="classifier"):
+        Relabeler(LinearRegression()).fit(Xtr, y_noisy.astype(float))

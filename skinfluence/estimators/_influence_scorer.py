@@ -414,6 +414,15 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             Removing group ``g`` (in ``np.unique(groups)`` order) changes
             ``f_j`` by about ``R[j, g] / n_train_``.
         """
+        if method not in ("first_order", "newton"):
+            raise ValueError(
+                f"method must be 'first_order' or 'newton'; got {method!r}."
+            )
+        if method == "newton" and self.train_gradient_ == "total":
+            raise ValueError(
+                "method='newton' removes the group's losses at fixed hyper-"
+                "parameters; it is not defined for train_gradient='total'."
+            )
         S = self.influence(X, y, target=target)
         Gq = query_grads(self.adapter_, X, y, target) if method == "newton" else None
         R, _ = group_influence(
@@ -442,7 +451,10 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         if target != "prediction":
             raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
         return self_prediction_influence(
-            self.adapter_, self.curvature_, batch_size=self.batch_size
+            self.adapter_,
+            self.curvature_,
+            train_gradient=self.train_gradient_,
+            batch_size=self.batch_size,
         )
 
     def __getattr__(self, name):

@@ -37,7 +37,7 @@ def input_perturbation(
     verbose: int = 0,
 ) -> NDArray:
     """``R[j, i, :]``: shifting training input ``i`` by ``delta`` changes ``f_j``
-    by about ``R[j, i] @ delta / n``; shape (m, n_train, n_features).
+    by about ``R[j, i] @ delta / n``; shape (m, n_train, *input_shape).
 
     ``R[j, i] = -(d g_i / d x_i)^T (H + damping I)^{-1} grad f_j`` (Koh & Liang's
     ``I_pert``, times ``n``).
@@ -51,7 +51,7 @@ def input_perturbation(
         for t in chunks(n, chunk_size(len(Q) * adapter.n_params, batch_size)):
             P = adapter.input_grad_products(Q, t)
             if out is None:
-                out = np.empty((len(Gq), n, P.shape[2]))
+                out = np.empty((len(Gq), n, *P.shape[2:]))
             out[q, t] = -P
     return out
 
@@ -141,15 +141,21 @@ def group_influence(
 
 
 def self_prediction_influence(
-    adapter: Any, backend: Any, *, batch_size: int | None = None
+    adapter: Any,
+    backend: Any,
+    *,
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
 ) -> NDArray:
     """``grad f_i^T (H + damping I)^{-1} g_i`` with ``f`` the prediction at
     training point ``i``: how removing it moves its own prediction; (n,)."""
     n = adapter.n_train
     out = np.empty(n)
+    total = train_gradient == "total"
     for t in chunks(n, _solve_block(adapter, batch_size)):
         F = adapter.train_prediction_grads(t)
-        out[t] = np.einsum("ij,ji->i", F, backend.solve(adapter.train_grads(t).T))
+        G = adapter.train_grads(t, total=total)
+        out[t] = np.einsum("ij,ji->i", F, backend.solve(G.T))
     return out
 
 

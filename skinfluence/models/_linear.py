@@ -163,11 +163,11 @@ def _logistic_spec(est: LogisticRegression, n: int) -> dict:
 
 
 def _class_weights(est: Any, codes: NDArray) -> NDArray:
+    """One weight per class, from the training labels (``"balanced"`` counts)."""
     cw = getattr(est, "class_weight", None)
     if cw is None:
-        return np.ones(len(codes))
-    weights = compute_class_weight(cw, classes=est.classes_, y=est.classes_[codes])
-    return weights[codes]
+        return np.ones(len(est.classes_))
+    return compute_class_weight(cw, classes=est.classes_, y=est.classes_[codes])
 
 
 def _check_no_positive(est: Any) -> None:
@@ -240,7 +240,8 @@ class LinearAdapter:
             self.classes = spec["classes"]
             self._loss = spec["loss"]
             self._codes = self._encode(self.y)
-            self.weights = _class_weights(est, self._codes)
+            self._class_weight = _class_weights(est, self._codes)
+            self.weights = self._class_weight[self._codes]
             lam, lam_b = spec["lam"], spec["lam_b"]
         else:
             _check_no_positive(est)
@@ -374,7 +375,7 @@ class LinearAdapter:
                 raise ValueError("Relabelling needs a classifier.")
             codes = np.broadcast_to(np.asarray(labels, dtype=np.intp), (len(Xt),))
             T = self._targets(None, codes)
-            w = _class_weights(self.estimator, codes)
+            w = self._class_weight[codes]
         R = self._loss.residual(Z, T) * w[:, None]
         G = self._outer(R, Xt)
         if total:

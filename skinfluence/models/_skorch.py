@@ -103,6 +103,11 @@ def _skorch_adapter(
         raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
     kind = _kind(net)
     criterion = copy.deepcopy(net.criterion_)
+    if getattr(criterion, "weight", None) is not None:
+        raise ValueError(
+            "Class-weighted criteria (weight=...) are not supported yet: the "
+            "mean-reduced loss of one sample hides its weight."
+        )
     if getattr(criterion, "reduction", "mean") != "mean":
         raise ValueError(
             "The criterion must use reduction='mean' (skorch's default): influence "
@@ -133,6 +138,7 @@ def _skorch_adapter(
         Xf[rows],
         y[rows],
         kind=kind,
+        classes=np.asarray(net.classes_) if kind != "regression" else None,
         penalty=_penalty(net),
         output_transform=_output_transform(net, criterion),
         dtype=dtype,

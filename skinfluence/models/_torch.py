@@ -284,8 +284,7 @@ class TorchAdapter:
         if labels is not None:
             if not self.is_classifier:
                 raise ValueError("Relabelling needs a classifier.")
-            codes = np.broadcast_to(np.asarray(labels), (len(idx),))
-            yt = torch.as_tensor(codes, dtype=self._y.dtype)
+            yt = torch.as_tensor(np.full(len(idx), labels), dtype=self._y.dtype)
         G = self._grads(self._X[idx], yt)
         if total:
             G += self.penalty * self.params()

@@ -294,6 +294,11 @@ def _torch_model_adapter(est: _TorchModel, X, y, *, preprocess=None, **kwargs: A
 
 
 def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchAdapter:
+    if getattr(est.criterion_, "weight", None) is not None:
+        raise ValueError(
+            "Class-weighted criteria (weight=...) are not supported yet: the "
+            "mean-reduced loss of one sample hides its weight."
+        )
     is_clf = isinstance(est, TorchClassifier)
     if not is_clf:
         y = y.reshape(len(y), -1)

@@ -141,7 +141,36 @@ def test_self_influence_of_the_prediction_against_loo(diabetes):
         for i in idx
     ]
     assert _corr(s[idx] / len(ytr), actual) > 0.999
+    assert 0.95 < _slope(s[idx] / len(ytr), actual) < 1.1  # leverage: exact is 1/(1-h)
     assert_allclose(scorer.self_influence(target="loss"), scorer.self_influence_)
+
+
+@pytest.mark.parametrize("class_weight", [{0: 3.0, 1: 0.5}, "balanced"])
+def test_label_change_with_class_weights(class_weight, breast_cancer):
+    # The relabelled point takes the weight of its new class.
+    Xtr, Xte, ytr, yte = breast_cancer
+    n = len(ytr)
+
+    def make():
+        return LogisticRegression(
+            C=1 / (0.1 * n), tol=1e-12, max_iter=10_000, class_weight=class_weight
+        )
+
+    scorer = InfluenceScorer(make()).fit(Xtr, ytr)
+    R = scorer.label_change(Xte[:3], yte[:3])
+    base = _loss(make().fit(Xtr, ytr), Xte[:3], yte[:3])
+    pred, actual = [], []
+    for i in [1, 8, 40, 77, 200]:
+        y2 = ytr.copy()
+        y2[i] = 1 - y2[i]
+        actual.append(_loss(make().fit(Xtr, y2), Xte[:3], yte[:3]) - base)
+        pred.append(R[:, i, 1 - ytr[i]] / n)
+    # fixed weights (a 6x ratio: relabelling is a large perturbation) are
+    # followed to first order; "balanced" recomputes every point's weight on
+    # refit, an effect influence ignores
+    assert _corr(pred, actual) > (0.98 if isinstance(class_weight, dict) else 0.9)
+    if isinstance(class_weight, dict):
+        assert 0.8 < _slope(pred, actual) < 1.25
 
 
 def test_network_paths_equal_closed_form(wine):

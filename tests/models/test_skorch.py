@@ -193,3 +193,46 @@ def test_regressor_loss_matches_get_loss(diabetes):
         scorer.adapter_.prediction(X[:8]), net.predict(X[:8])[:, 0], rtol=1e-5
     )
     assert scorer.influence(X[:3], y[:3]).shape == (3, 80)
+
+
+def test_label_change_on_skorch_equals_closed_form(skorch_logreg):
+    net, lam, X, Xte, y, yte = skorch_logreg
+    scorer = InfluenceScorer(FrozenEstimator(net)).fit(X.astype(np.float32), y)
+    lr = LogisticRegression(C=1 / (lam * len(y)), tol=1e-12, max_iter=10_000)
+    reference = InfluenceScorer(lr).fit(X, y)
+    got = scorer.label_change(Xte[:3], yte[:3])
+    want = reference.label_change(Xte[:3], yte[:3])
+    assert got.shape == want.shape == (3, len(y), 2)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999
+
+
+def test_input_perturbation_keeps_the_input_shape():
+    X = np.random.default_rng(0).standard_normal((40, 2, 3)).astype(np.float32)
+    y = (X[:, 0, 0] > 0).astype(np.int64)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 2))
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        module,
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=5,
+        lr=0.1,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    scorer = InfluenceScorer(FrozenEstimator(net), curvature="ggn", damping=0.1)
+    R = scorer.fit(X, y).input_perturbation(X[:2], y[:2])
+    assert R.shape == (2, 40, 2, 3)
+
+
+def test_class_weighted_criterion_is_rejected(wine):
+    X, _, y, _ = wine
+    net = NeuralNetClassifier(
+        SoftmaxMLP,
+        criterion=torch.nn.NLLLoss,
+        criterion__weight=torch.tensor([1.0, 2.0, 1.0]),
+        max_epochs=2,
+        train_split=None,
+        verbose=0,
+    ).fit(X.astype(np.float32), y)
+    with pytest.raises(ValueError, match="Class-weighted criteria"):
+        InfluenceScorer(FrozenEstimator(net)).fit(X.astype(np.float32), y)

@@ -31,7 +31,11 @@ bench: $(STAMP)
 	    "more-itertools>=9.0.0" "pandas>=1.3" "cvxpy>=1.3.0" psutil \
 	    "numcodecs<0.16.0" "dask>=2023.5.0" "distributed>=2023.5.0" "zarr>=3,<4"
 	$(PY) -m pip install --no-deps "pydvl==0.10.0"
+	$(PY) -m pip install -c build/constraints.txt "cleanlab==2.9.0"
 	$(PY) benchmarks/loo_fidelity.py
+	$(PY) benchmarks/backends.py
+	$(PY) benchmarks/bae_pbrf.py
+	$(PY) benchmarks/noisy_labels.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,10 +11,10 @@ from numpy.typing import NDArray
 from scipy import linalg
 from scipy.sparse.linalg import LinearOperator
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._constants import AUTO_DAMPING_SCALE, HUTCHINSON_PROBES
+from .._constants import AUTO_DAMPING_SCALE
+from ..utils._linalg import dense_from_matmat, hutchinson_diagonal
 
 
 class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
@@ -123,25 +123,17 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
 # ---------------------------------------------------------------------------
 
 
-def dense_operator(op: LinearOperator, chunk: int = 256) -> NDArray:
-    """Assemble a symmetric operator column block by column block."""
-    p = op.shape[0]
-    H = np.empty((p, p))
-    for start in range(0, p, chunk):
-        stop = min(start + chunk, p)
-        E = np.zeros((p, stop - start))
-        E[np.arange(start, stop), np.arange(stop - start)] = 1.0
-        H[:, start:stop] = op.matmat(E)
-    return 0.5 * (H + H.T)
+def dense_operator(op: LinearOperator) -> NDArray:
+    """Assemble a symmetric ``LinearOperator`` densely, in column chunks."""
+    return dense_from_matmat(op.matmat, op.shape[0])
 
 
 def hessian_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
     """The adapter's closed-form Hessian diagonal, or a Hutchinson estimate."""
     if hasattr(adapter, "hessian_diagonal"):
         return np.asarray(adapter.hessian_diagonal(), dtype=np.float64)
-    rng = check_random_state(random_state)
-    Z = rng.choice([-1.0, 1.0], size=(adapter.n_params, HUTCHINSON_PROBES))
-    return np.mean(Z * adapter.hessian_operator().matmat(Z), axis=1)
+    op = adapter.hessian_operator()
+    return hutchinson_diagonal(op.matmat, adapter.n_params, random_state)
 
 
 class DenseFactor:

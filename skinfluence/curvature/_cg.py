@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
+from ..utils._linalg import hutchinson_diagonal
 from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend, hessian_diagonal
@@ -71,7 +72,11 @@ class CGCurvature(CurvatureBackend):
         if self.operator == "ggn":
             self.operator_ = adapter.ggn_operator()
             diag = getattr(adapter, "ggn_diagonal", None)
-            diag = diag() if diag else _operator_diagonal(self.operator_)
+            diag = (
+                diag()
+                if diag
+                else hutchinson_diagonal(self.operator_.matmat, self.operator_.shape[0])
+            )
         else:
             self.operator_ = adapter.hessian_operator()
             diag = hessian_diagonal(adapter)
@@ -94,12 +99,6 @@ class CGCurvature(CurvatureBackend):
                 stacklevel=3,
             )
         return X
-
-
-def _operator_diagonal(op: Any, n_probes: int = 100) -> NDArray:
-    rng = np.random.default_rng(0)
-    Z = rng.choice([-1.0, 1.0], size=(op.shape[0], n_probes))
-    return np.mean(Z * op.matmat(Z), axis=1)
 
 
 def batched_cg(

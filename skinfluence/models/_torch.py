@@ -34,6 +34,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..utils._chunks import chunk_size, chunks
+from ..utils._linalg import dense_from_matmat
 from ..utils._progress import progress
 from ._base import encode_labels
 
@@ -390,14 +391,7 @@ class TorchAdapter:
         return self._dense(self.ggn_matvec)
 
     def _dense(self, fn: Callable) -> NDArray:
-        p = self.n_params
-        H = np.empty((p, p))
-        blocks = list(chunks(p, 256))
-        for c in progress(blocks, desc="dense curvature", verbose=self.verbose):
-            E = np.zeros((p, c.stop - c.start))
-            E[np.arange(c.start, c.stop), np.arange(c.stop - c.start)] = 1.0
-            H[:, c] = fn(E)
-        return 0.5 * (H + H.T)
+        return dense_from_matmat(fn, self.n_params, verbose=self.verbose)
 
     def response(
         self,

@@ -1,0 +1,38 @@
+"""Dense and stochastic views of matrix-free symmetric operators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.utils import check_random_state
+
+from .._constants import HUTCHINSON_PROBES
+from ._chunks import chunks
+from ._progress import progress
+
+
+def dense_from_matmat(
+    matmat: Callable[[NDArray], NDArray], p: int, *, chunk: int = 256, verbose: int = 0
+) -> NDArray:
+    """Assemble a symmetric ``p x p`` operator, identity column block by block,
+    symmetrised to remove rounding asymmetry."""
+    H = np.empty((p, p))
+    blocks = list(chunks(p, chunk))
+    for c in progress(blocks, desc="dense curvature", verbose=verbose):
+        E = np.zeros((p, c.stop - c.start))
+        E[np.arange(c.start, c.stop), np.arange(c.stop - c.start)] = 1.0
+        H[:, c] = matmat(E)
+    return 0.5 * (H + H.T)
+
+
+def hutchinson_diagonal(
+    matmat: Callable[[NDArray], NDArray], p: int, random_state: Any = 0
+) -> NDArray:
+    """Hutchinson estimate ``E[z * (A z)]`` of an operator's diagonal
+    (Rademacher probes)."""
+    rng = check_random_state(random_state)
+    Z = rng.choice([-1.0, 1.0], size=(p, HUTCHINSON_PROBES))
+    return np.mean(Z * matmat(Z), axis=1)

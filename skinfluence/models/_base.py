@@ -49,7 +49,9 @@ class ModelAdapter(Protocol):
 
     def hessian_operator(self) -> LinearOperator: ...  # (p, p)
 
-    def retrain(self, keep: NDArray, *, warm_start: bool = True) -> ModelAdapter: ...
+    def retrain(
+        self, keep: NDArray, *, warm_start: bool = True, random_state: Any = None
+    ) -> ModelAdapter: ...
 
 
 _LOADED: set[str] = set()

@@ -499,7 +499,9 @@ class LinearAdapter:
         """Dense Gauss-Newton matrix; equal to :meth:`hessian_matrix` here."""
         return self.hessian_matrix()
 
-    def retrain(self, keep: NDArray, *, warm_start: bool = True) -> LinearAdapter:
+    def retrain(
+        self, keep: NDArray, *, warm_start: bool = True, random_state: Any = None
+    ) -> LinearAdapter:
         """Refit the final model on the kept training rows, tightly.
 
         The preprocessing stays fixed.  ``warm_start=True`` starts from the
@@ -510,6 +512,11 @@ class LinearAdapter:
         ----------
         keep : ndarray of bool of shape (n_train,) or of int
             Rows to keep.
+        warm_start : bool, default=True
+            Start from the current parameters.
+        random_state : int, RandomState or None, default=None
+            Passed to estimators that have one (a seed changes nothing for
+            the convex solvers here, but keeps the interface uniform).
 
         Returns
         -------
@@ -523,6 +530,8 @@ class LinearAdapter:
             tight["max_iter"] = max(params["max_iter"] or 0, RETRAIN_MAX_ITER)
         if "warm_start" in params:
             tight["warm_start"] = warm_start
+        if random_state is not None:
+            tight["random_state"] = random_state
         est.set_params(**{k: v for k, v in tight.items() if k in params})
         Xk, yk = self.X_features[keep], self.y[keep]
         if self.is_classifier and len(np.unique(yk)) != len(self.classes):

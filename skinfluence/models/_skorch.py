@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
 from skorch import (
     NeuralNet,
     NeuralNetBinaryClassifier,
@@ -119,14 +120,17 @@ def _skorch_adapter(
     module_dtype = next(net.module_.parameters()).dtype
     input_dtype = np.float32 if module_dtype == torch.float32 else np.float64
 
-    def refit(keep: np.ndarray, warm_start: bool) -> TorchAdapter:
+    def refit(keep: np.ndarray, warm_start: bool, random_state=None) -> TorchAdapter:
         Xk, yk = Xf[rows][keep].astype(input_dtype), y[rows][keep]
         if warm_start:
             new = copy.deepcopy(net)
             new.train_split = None
         else:
             new = clone(net).set_params(train_split=None)
-            torch.manual_seed(0)
+            seed = 0
+            if random_state is not None:
+                seed = int(check_random_state(random_state).randint(2**31 - 1))
+            torch.manual_seed(seed)
             new.initialize()
             reset_parameters(new.module_)  # a module instance keeps old weights
         new.partial_fit(Xk, yk)

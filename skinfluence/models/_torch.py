@@ -453,14 +453,20 @@ class TorchAdapter:
         new._theta = self._tree(flat.detach())
         return new
 
-    def retrain(self, keep: NDArray, *, warm_start: bool = True) -> TorchAdapter:
-        """Retrain on the kept rows through the estimator's hook."""
+    def retrain(
+        self, keep: NDArray, *, warm_start: bool = True, random_state: Any = None
+    ) -> TorchAdapter:
+        """Retrain on the kept rows through the estimator's hook.
+
+        ``random_state`` seeds a cold start (initialisation and batch order);
+        ``None`` keeps the estimator's own seed.
+        """
         if self._refit is None:
             raise NotImplementedError(
                 "This adapter has no retrain hook; build it from a TorchClassifier, "
                 "TorchRegressor or skorch net."
             )
-        return self._refit(np.asarray(keep), warm_start)
+        return self._refit(np.asarray(keep), warm_start, random_state)
 
     def _check_single_output(self, z: torch.Tensor) -> None:
         if z.shape[-1] != 1:

@@ -303,8 +303,10 @@ def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchA
     if not is_clf:
         y = y.reshape(len(y), -1)
 
-    def refit(keep, warm_start):
+    def refit(keep, warm_start, random_state=None):
         new = copy.deepcopy(est) if warm_start else clone(est)
+        if random_state is not None:
+            new.set_params(random_state=random_state)
         if warm_start:
             new._fit_tensors(Xf[keep], y[keep], warm_start=True)
         else:

@@ -1,0 +1,507 @@
+"""Linear datamodelling score (LDS): influence against retraining on subsets.
+
+The ground truth (random subsets, retrained) is computed once by
+:func:`lds_ground_truth` and can score any number of influence matrices with
+:func:`lds_from_scores`; :func:`lds` does both for one scorer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+from sklearn.utils import check_consistent_length, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..utils._progress import progress
+from ..utils._sklearn_compat import Interval, StrOptions, validate_params
+
+# Draws of one subset before giving up when every retrain on it fails.
+MAX_REDRAWS = 10
+_HIGHER_IS = {"helpful": 1.0, "harmful": -1.0}
+_SEED_HIGH = 2**31 - 1
+
+
+@dataclass(frozen=True, eq=False)
+class LDSGroundTruth:
+    """Retraining results on random subsets, reusable across influence methods.
+
+    Returned by :func:`lds_ground_truth`; pass it to :func:`lds_from_scores`.
+
+    Attributes
+    ----------
+    masks : ndarray of bool of shape (n_subsets, n_train)
+        ``masks[j, i]``: training point ``i`` is kept in subset ``j``.
+    losses : ndarray of shape (n_query, n_subsets)
+        Measured quantity (query loss or prediction) of the models retrained
+        on each subset, averaged over seeds.
+    seed_losses : ndarray of shape (n_seeds, n_query, n_subsets)
+        The same, one slice per seed.
+    seeds : ndarray of int of shape (n_subsets, n_seeds)
+        The ``random_state`` passed to each retrain.
+    alpha : float
+        Fraction of training points kept.
+    target : {"loss", "prediction"}
+        The measured quantity.
+    warm_start : bool
+        Whether retrains started from the fitted parameters.
+    n_redraws : int
+        Subsets drawn again because retraining on them failed (e.g. a class
+        dropped out); non-zero means the subsets are conditioned on success.
+    """
+
+    masks: NDArray = field(repr=False)
+    losses: NDArray = field(repr=False)
+    seed_losses: NDArray = field(repr=False)
+    seeds: NDArray = field(repr=False)
+    alpha: float
+    target: str
+    warm_start: bool
+    n_redraws: int
+
+    @property
+    def n_subsets(self) -> int:
+        """Number of subsets."""
+        return self.masks.shape[0]
+
+    @property
+    def n_train(self) -> int:
+        """Number of training points the masks index."""
+        return self.masks.shape[1]
+
+    @property
+    def n_query(self) -> int:
+        """Number of query rows."""
+        return self.losses.shape[0]
+
+
+_PROTOCOL = {
+    "alpha": [Interval(Real, 0, 1, closed="neither")],
+    "n_subsets": [Interval(Integral, 2, None, closed="left")],
+    "n_seeds": [Interval(Integral, 1, None, closed="left")],
+    "warm_start": ["boolean"],
+    "target": [StrOptions({"loss", "prediction"})],
+    "random_state": ["random_state"],
+    "verbose": ["verbose", None],
+}
+_SCORING = {
+    "return_per_query": ["boolean"],
+    "confidence_level": [Interval(Real, 0, 1, closed="neither"), None],
+    "n_resamples": [Interval(Integral, 1, None, closed="left")],
+}
+
+
+@validate_params(
+    {"scorer": "no_validation", "X": "no_validation", "y": "no_validation"} | _PROTOCOL,
+    prefer_skip_nested_validation=True,
+)
+def lds_ground_truth(
+    scorer: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    *,
+    alpha: float = 0.5,
+    n_subsets: int = 50,
+    n_seeds: int = 1,
+    warm_start: bool = False,
+    target: str = "loss",
+    random_state: Any = None,
+    verbose: int | None = None,
+) -> LDSGroundTruth:
+    """Retrain on random subsets and measure every query: the LDS ground truth.
+
+    Draws ``n_subsets`` subsets of ``floor(alpha * n_train)`` training points
+    uniformly without replacement, retrains the wrapped model on each through
+    ``scorer.adapter_.retrain(mask, warm_start=..., random_state=seed)``,
+    ``n_seeds`` times with different seeds, and averages the measured query
+    losses over seeds.  Compute it once and score many influence methods
+    against it with :func:`lds_from_scores`.
+
+    Parameters
+    ----------
+    scorer : InfluenceScorer
+        A fitted scorer; its ``adapter_`` provides the retrain hook and its
+        training set (``adapter_.n_train`` rows: for a skorch net with a
+        ``train_split``, the rows in ``train_indices_``).
+    X : array-like of shape (n_query, n_features)
+        Query inputs.
+    y : array-like of shape (n_query,) or None
+        Query targets (unused for ``target="prediction"``).
+    alpha : float, default=0.5
+        Fraction of training points kept, in (0, 1).
+    n_subsets : int, default=50
+        Number of random subsets (at least 2; BHM use 100).
+    n_seeds : int, default=1
+        Retrains per subset, averaged; seeds matter for cold-started networks.
+    warm_start : bool, default=False
+        Start each retrain from the fitted parameters.  ``False`` retrains
+        from scratch with the original recipe, as in BHM.
+    target : {"loss", "prediction"}, default="loss"
+        The measured quantity, as in ``InfluenceScorer.influence``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsets and the per-retrain seeds.
+    verbose : int or None, default=None
+        Progress bar over subsets; ``None`` uses ``scorer.verbose``.
+
+    Returns
+    -------
+    ground_truth : LDSGroundTruth
+
+    Raises
+    ------
+    RuntimeError
+        When retraining fails on :data:`MAX_REDRAWS` successive draws of one
+        subset.  A retrain (or the measurement after it) that raises
+        ``ValueError``, e.g. because a classifier's subset dropped a class,
+        has its subset drawn again; other errors propagate.
+    """
+    check_is_fitted(scorer, "adapter_")
+    if target == "loss" and y is None:
+        raise ValueError("target='loss' needs y; pass y or use target='prediction'.")
+    validate_data(scorer, X, skip_check_array=True, reset=False)
+    if y is not None:
+        check_consistent_length(X, y)
+    adapter = scorer.adapter_
+    n = adapter.n_train
+    k = int(np.floor(alpha * n))
+    if k < 1:
+        raise ValueError(
+            f"alpha={alpha} keeps floor(alpha * n_train) = {k} of the {n} "
+            "training points; raise alpha."
+        )
+    rng = check_random_state(random_state)
+    verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
+
+    def measure(keep: NDArray, seeds: NDArray) -> NDArray:
+        out = []
+        for seed in seeds:
+            new = adapter.retrain(keep, warm_start=warm_start, random_state=int(seed))
+            out.append(new.loss(X, y) if target == "loss" else new.prediction(X))
+        return np.asarray(out, dtype=float)  # (n_seeds, n_query)
+
+    masks, seeds, values, redraws = [], [], [], 0
+    for _ in progress(range(n_subsets), desc="LDS retrains", verbose=verbose):
+        keep, seed, value, failed = _draw_and_measure(measure, rng, n, k, n_seeds)
+        masks.append(keep)
+        seeds.append(seed)
+        values.append(value)
+        redraws += failed
+    seed_losses = np.stack(values, axis=-1)  # (n_seeds, n_query, n_subsets)
+    return LDSGroundTruth(
+        masks=np.asarray(masks),
+        losses=seed_losses.mean(axis=0),
+        seed_losses=seed_losses,
+        seeds=np.asarray(seeds),
+        alpha=float(alpha),
+        target=target,
+        warm_start=bool(warm_start),
+        n_redraws=redraws,
+    )
+
+
+def _draw_and_measure(
+    measure: Callable[[NDArray, NDArray], NDArray],
+    rng: np.random.RandomState,
+    n: int,
+    k: int,
+    n_seeds: int,
+) -> tuple[NDArray, NDArray, NDArray, int]:
+    """Draw a subset of ``k`` of ``n`` points and seeds; redraw on ValueError."""
+    for failed in range(MAX_REDRAWS):
+        keep = np.zeros(n, dtype=bool)
+        keep[rng.choice(n, size=k, replace=False)] = True
+        seeds = rng.randint(_SEED_HIGH, size=n_seeds)
+        try:
+            return keep, seeds, measure(keep, seeds), failed
+        except ValueError as exc:
+            error = exc
+    raise RuntimeError(
+        f"Retraining failed on {MAX_REDRAWS} successive random subsets of {k} of "
+        f"{n} training points; last error: {error!r}. Raise alpha, or check that "
+        "the model can be fitted on such a subset."
+    ) from error
+
+
+def _rowwise_spearman(P: NDArray, A: NDArray) -> NDArray:
+    """Spearman correlation along the last axis (ties averaged; nan if constant)."""
+    rp = stats.rankdata(P, axis=-1)
+    ra = stats.rankdata(A, axis=-1)
+    rp -= rp.mean(axis=-1, keepdims=True)
+    ra -= ra.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (rp * ra).sum(axis=-1) / np.sqrt((rp**2).sum(axis=-1) * (ra**2).sum(-1))
+    return r
+
+
+def _nanmean(values: NDArray, axis: int | None = None) -> NDArray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices -> nan
+        return np.nanmean(values, axis=axis)
+
+
+@validate_params(
+    {
+        "scores": ["array-like"],
+        "ground_truth": [LDSGroundTruth],
+        "higher_is": [StrOptions(set(_HIGHER_IS))],
+        "random_state": ["random_state"],
+    }
+    | _SCORING,
+    prefer_skip_nested_validation=True,
+)
+def lds_from_scores(
+    scores: ArrayLike,
+    ground_truth: LDSGroundTruth,
+    *,
+    higher_is: str = "helpful",
+    return_per_query: bool = False,
+    confidence_level: float | None = None,
+    n_resamples: int = 1000,
+    random_state: Any = None,
+) -> float | tuple:
+    """LDS of an influence matrix against precomputed subset retrains.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_query, n_train)
+        Influence of every training point on every query, e.g.
+        ``scorer.influence(X, y)``.
+    ground_truth : LDSGroundTruth
+        From :func:`lds_ground_truth` on the same queries and training set.
+    higher_is : {"helpful", "harmful"}, default="helpful"
+        Orientation of ``scores``: ``"helpful"`` for skinfluence's removal
+        scores (``scores[v, i] > 0``: removing ``i`` raises ``v``'s loss),
+        ``"harmful"`` for scores of the opposite sign (up-weighting or
+        inclusion effects, e.g. ``upweighting``).
+    return_per_query : bool, default=False
+        Also return the LDS of every query.
+    confidence_level : float or None, default=None
+        Also return a bootstrap confidence interval (BCa, resampling subsets,
+        ``scipy.stats.bootstrap``) at this level, e.g. 0.95.
+    n_resamples : int, default=1000
+        Bootstrap resamples.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the bootstrap.
+
+    Returns
+    -------
+    score : float
+        Mean of the per-query LDS over queries where it is defined (nan, with
+        a warning, if it is defined for none).
+    per_query : ndarray of shape (n_query,)
+        Only with ``return_per_query=True``.  Nan where the predictions or the
+        measured values are constant over subsets (e.g. a zero score row).
+    ci : tuple of float
+        ``(low, high)``, only when ``confidence_level`` is given.
+
+    Notes
+    -----
+    With ``n = n_train`` and ``R_j`` the points removed from subset ``j``,
+    the predicted value of query ``v`` is (up to the full model's value, a
+    constant) ``p_v(j) = sum_{i in R_j} scores[v, i] / n``: the first-order
+    effect of removing ``R_j``.  ``LDS(v)`` is the Spearman correlation over
+    subsets of ``p_v(j)`` with the measured ``ground_truth.losses[v, j]``, and
+    the score is its mean over queries.  It is invariant to the scale of
+    ``scores`` and to adding a constant to a row (subsets have equal size).
+    """
+    S = np.asarray(scores, dtype=float) * _HIGHER_IS[higher_is]
+    expected = (ground_truth.n_query, ground_truth.n_train)
+    if S.shape != expected:
+        raise ValueError(
+            f"scores must have shape (n_query, n_train) = {expected} to match the "
+            f"ground truth; got {S.shape}."
+        )
+    removed = ~ground_truth.masks
+    P = S @ removed.T / ground_truth.n_train  # (n_query, n_subsets)
+    A = ground_truth.losses
+    per_query = _rowwise_spearman(P, A)
+    score = float(_nanmean(per_query))
+    if np.isnan(score):
+        warnings.warn(
+            "LDS is undefined for every query: predictions or measured values are "
+            "constant over subsets.",
+            UserWarning,
+            stacklevel=2,
+        )
+    out: tuple = (score,)
+    if return_per_query:
+        out += (per_query,)
+    if confidence_level is not None:
+        out += (_bootstrap_ci(P, A, confidence_level, n_resamples, random_state),)
+    return out[0] if len(out) == 1 else out
+
+
+def _bootstrap_ci(
+    P: NDArray, A: NDArray, level: float, n_resamples: int, random_state: Any
+) -> tuple[float, float]:
+    """BCa interval of the mean LDS, resampling subsets (columns)."""
+
+    def statistic(idx: NDArray, axis: int = -1) -> NDArray:
+        # idx has shape (..., n_subsets); the result keeps the leading axes.
+        return _nanmean(_rowwise_spearman(P[:, idx], A[:, idx]), axis=0)
+
+    seed = check_random_state(random_state).randint(_SEED_HIGH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.bootstrap(
+            (np.arange(P.shape[1]),),
+            statistic,
+            n_resamples=n_resamples,
+            batch=max(1, 2**22 // P.size),
+            vectorized=True,
+            confidence_level=level,
+            rng=np.random.default_rng(seed),
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@validate_params(
+    {
+        "scorer": "no_validation",
+        "X": "no_validation",
+        "y": "no_validation",
+        "scores": ["array-like", None],
+    }
+    | _PROTOCOL
+    | _SCORING,
+    prefer_skip_nested_validation=True,
+)
+def lds(
+    scorer: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    *,
+    alpha: float = 0.5,
+    n_subsets: int = 50,
+    n_seeds: int = 1,
+    warm_start: bool = False,
+    target: str = "loss",
+    scores: ArrayLike | None = None,
+    return_per_query: bool = False,
+    confidence_level: float | None = None,
+    n_resamples: int = 1000,
+    random_state: Any = None,
+    verbose: int | None = None,
+) -> float | tuple:
+    """Linear datamodelling score of a fitted scorer's influence.
+
+    Retrains on ``n_subsets`` random subsets keeping ``floor(alpha *
+    n_train)`` training points (:func:`lds_ground_truth`), predicts each
+    query's loss on each subset from ``scorer.influence(X, y)`` and returns
+    the mean over queries of the Spearman correlation over subsets between
+    predicted and measured losses (:func:`lds_from_scores`).  To score several
+    influence methods against the same retrains, call those two functions.
+
+    Parameters
+    ----------
+    scorer : InfluenceScorer
+        A fitted scorer (its ``adapter_`` provides the retrain hook).
+    X : array-like of shape (n_query, n_features)
+        Query inputs.
+    y : array-like of shape (n_query,) or None
+        Query targets (unused for ``target="prediction"``).
+    alpha : float, default=0.5
+        Fraction of training points kept, in (0, 1).
+    n_subsets : int, default=50
+        Number of random subsets (at least 2).
+    n_seeds : int, default=1
+        Retrains per subset with different seeds, averaged.
+    warm_start : bool, default=False
+        Start retrains from the fitted parameters; ``False`` retrains from
+        scratch (BHM's protocol).
+    target : {"loss", "prediction"}, default="loss"
+        The measured quantity, as in ``InfluenceScorer.influence``.
+    scores : array-like of shape (n_query, n_train) or None, default=None
+        Precomputed influence in skinfluence's orientation (as
+        ``scorer.influence(X, y, target=target)``); ``None`` computes it.
+    return_per_query : bool, default=False
+        Also return the LDS of every query.
+    confidence_level : float or None, default=None
+        Also return a bootstrap confidence interval over subsets.
+    n_resamples : int, default=1000
+        Bootstrap resamples.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsets, the retrain seeds and the bootstrap.
+    verbose : int or None, default=None
+        Progress bar over subsets; ``None`` uses ``scorer.verbose``.
+
+    Returns
+    -------
+    score : float
+        Mean per-query LDS, in [-1, 1]; higher is better.
+    per_query : ndarray of shape (n_query,)
+        Only with ``return_per_query=True``; nan where undefined.
+    ci : tuple of float
+        ``(low, high)``, only when ``confidence_level`` is given.
+
+    See Also
+    --------
+    lds_ground_truth : The retrains, reusable across influence methods.
+    lds_from_scores : The score of an influence matrix against them.
+
+    Notes
+    -----
+    Orientation: removing training point ``i`` changes query ``v``'s loss by
+    about ``S[v, i] / n_train`` (``S = scorer.influence(X, y)``), so the
+    predicted loss on a subset is the full model's loss plus the sum of
+    ``S[v, i] / n_train`` over the *removed* points.  Equivalently, BHM's
+    ``sum_{i in S_j} tau(v, i)`` with ``tau = -S / n_train`` the inclusion
+    effect.
+
+    References
+    ----------
+    Park, S. M., Georgiev, K., Ilyas, A., Leclerc, G. and Madry, A. "TRAK:
+    Attributing Model Behavior at Scale." ICML 2023.
+
+    Hong, W. et al. "Better Hessians Matter: Studying the Impact of Curvature
+    Approximations in Influence Functions." 2025.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.evaluation import lds
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> scorer = InfluenceScorer(Ridge(alpha=1.0)).fit(X[:200], y[:200])
+    >>> score = lds(scorer, X[200:220], y[200:220], n_subsets=20, random_state=0)
+    >>> bool(score > 0.8)
+    True
+    """
+    if scores is not None:  # fail before the retrains, not after
+        check_is_fitted(scorer, "adapter_")
+        n_query = X.shape[0] if hasattr(X, "shape") else len(X)
+        expected = (n_query, scorer.adapter_.n_train)
+        if np.shape(scores) != expected:
+            raise ValueError(
+                f"scores must have shape (n_query, n_train) = {expected}; got "
+                f"{np.shape(scores)}."
+            )
+    truth = lds_ground_truth(
+        scorer,
+        X,
+        y,
+        alpha=alpha,
+        n_subsets=n_subsets,
+        n_seeds=n_seeds,
+        warm_start=warm_start,
+        target=target,
+        random_state=random_state,
+        verbose=verbose,
+    )
+    if scores is None:
+        scores = scorer.influence(X, y, target=target)
+    return lds_from_scores(
+        scores,
+        truth,
+        return_per_query=return_per_query,
+        confidence_level=confidence_level,
+        n_resamples=n_resamples,
+        random_state=random_state,
+    )

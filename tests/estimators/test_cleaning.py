@@ -159,3 +159,18 @@ def test_bad_input(noisy_digits):
         NoisyLabelDetector(contamination=0.9).fit(Xtr, y_noisy)
     with pytest.raises(ValueError, match="classifier"):
         Relabeler(LinearRegression()).fit(Xtr, y_noisy.astype(float))
+
+
+def test_detector_and_relabeler_in_an_imbalanced_learn_pipeline(noisy_digits):
+    # imbalanced-learn pipelines call fit_resample on samplers during fit only
+    # (prediction sees every row); the same cleaning as CleanedClassifier.
+    imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
+    Xtr, _, y_noisy, _, _, _, Xte, yte = noisy_digits
+    for cleaner in (NoisyLabelDetector(LR), Relabeler(LR, max_fraction=0.2)):
+        pipe = imblearn_pipeline.make_pipeline(
+            cleaner, LogisticRegression(C=0.1, max_iter=2000)
+        ).fit(Xtr, y_noisy)
+        cleaned = CleanedClassifier(LR, cleaner).fit(Xtr, y_noisy)
+        assert_array_equal(pipe.predict(Xte), cleaned.predict(Xte))
+        assert pipe.score(Xte, yte) == cleaned.score(Xte, yte)
+        assert len(pipe.predict(Xte)) == len(Xte)

@@ -11,13 +11,14 @@ from .estimators import (
     NoisyLabelDetector,
     Relabeler,
 )
+from .models import Finetuner
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
     # torch-backed estimators load torch only when asked for
-    if name in ("TorchClassifier", "TorchRegressor"):
+    if name in ("TorchClassifier", "TorchRegressor", "TracInCheckpoints"):
         from . import models
 
         return getattr(models, name)
@@ -27,10 +28,12 @@ def __getattr__(name: str):
 __all__ = [
     "CleanedClassifier",
     "CleanedRegressor",
+    "Finetuner",
     "InfluenceScorer",
     "NoisyLabelDetector",
     "Relabeler",
     "TorchClassifier",
     "TorchRegressor",
+    "TracInCheckpoints",
     "__version__",
 ]

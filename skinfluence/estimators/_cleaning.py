@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -23,8 +24,18 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..curvature import CURVATURES
-from ..influence import influence_on_mean_loss, label_change_on_mean_loss
+from .._constants import AUTO_EXACT_MAX_PARAMS
+from ..curvature import CURVATURES, CGCurvature, make_curvature
+from ..exceptions import NotAtOptimumWarning
+from ..influence import (
+    influence_on_mean_loss,
+    label_change_on_mean_loss,
+    tracin_self_influence,
+    validation_minimum_label_scores,
+    validation_minimum_scores,
+)
+from ..models import Finetuner
+from ..models._base import encode_labels
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -42,7 +53,12 @@ _COMMON = {
     "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
+    "finetune": [HasMethods(["run"]), None],
 }
+
+#: Methods that never use the curvature of the training objective (nor assume
+#: the model sits at its optimum).
+_NO_TRAIN_CURVATURE = frozenset({"loss", "tracin", "vm", "fvm"})
 
 
 def _row_indexable(X):
@@ -61,14 +77,18 @@ class _InfluenceCleaner(BaseEstimator):
 
     def _fit_scorer(self, X, y):
         estimator = LogisticRegression() if self.estimator is None else self.estimator
+        free = self.method in _NO_TRAIN_CURVATURE
         scorer = InfluenceScorer(
             estimator,
-            curvature=self.curvature,
-            damping=self.damping,
+            curvature="identity" if free else self.curvature,
+            damping=0.0 if free else self.damping,
             random_state=self.random_state,
             verbose=self.verbose,
         )
-        self.scorer_ = scorer.fit(X, y)
+        with warnings.catch_warnings():
+            if free:
+                warnings.simplefilter("ignore", NotAtOptimumWarning)
+            self.scorer_ = scorer.fit(X, y)
         self.n_features_in_ = scorer.n_features_in_
         if hasattr(scorer, "feature_names_in_"):
             self.feature_names_in_ = scorer.feature_names_in_
@@ -84,6 +104,36 @@ class _InfluenceCleaner(BaseEstimator):
         check_consistent_length(X_val, y_val)
         validate_data(self.scorer_, X_val, skip_check_array=True, reset=False)
         return X_val, y_val
+
+    def _validation_minimum(self, X, y, X_val, y_val):
+        """Fine-tune on the validation set; fit its curvature there (VM/FVM)."""
+        if X_val is None or y_val is None:
+            raise ValueError(
+                f"method={self.method!r} needs a trusted validation set: pass "
+                "X_val and y_val to fit (routed as metadata inside a "
+                "CleanedClassifier)."
+            )
+        Xv, yv = self._validation_set(X, y, X_val, y_val)
+        finetuner = clone(self.finetune) if self.finetune is not None else Finetuner()
+        adapter = finetuner.run(
+            self.scorer_.adapter_,
+            Xv,
+            np.asarray(yv),
+            flat=self.method == "fvm",
+            random_state=self.random_state,
+            verbose=self.verbose,
+        )
+        curvature = self.curvature
+        if curvature == "auto":
+            # the validation Hessian at a fine-tuned point can be indefinite:
+            # the Gauss-Newton matrix is the paper's PSD stand-in
+            small = adapter.n_params <= AUTO_EXACT_MAX_PARAMS
+            curvature = "ggn" if small else CGCurvature(operator="ggn")
+        backend = make_curvature(curvature, adapter, random_state=self.random_state)
+        backend.fit(adapter, damping=self.damping, verbose=self.verbose)
+        self.finetune_info_ = adapter.finetune_info
+        self.validation_curvature_ = backend
+        return adapter, backend
 
     def fit_resample(self, X, y, **fit_params):
         """Fit, then return the cleaned training set.
@@ -124,18 +174,44 @@ class NoisyLabelDetector(_InfluenceCleaner):
         The model whose influence is measured (any model
         :class:`~skinfluence.InfluenceScorer` supports); ``None`` means
         ``LogisticRegression()``.
-    method : {"self_influence", "loss", "validation_influence"}, \
-            default="self_influence"
+    method : {"self_influence", "loss", "validation_influence", "tracin", \
+            "vm", "fvm"}, default="self_influence"
         ``"self_influence"``: ``g_i^T (H + damping I)^{-1} g_i`` (Koh & Liang's
         detector); ``"loss"``: the training loss (the baseline);
         ``"validation_influence"``: harm to the mean loss of the trusted
         validation set ``(X_val, y_val)`` -- how much removing the point would
-        lower it (without a validation set, the training set stands in).
-    curvature, damping, random_state, verbose
-        As :class:`~skinfluence.InfluenceScorer`.
+        lower it (without a validation set, the training set stands in);
+        ``"tracin"``: TracIn's self-influence ``sum_k lr_k ||g_i(theta_k)||^2``
+        over checkpoints saved during training (skorch nets fitted with the
+        :class:`~skinfluence.TracInCheckpoints` callback); ``"vm"`` and
+        ``"fvm"`` (Ye et al. 2025): fine-tune the model on ``(X_val, y_val)``
+        from its fitted parameters (plain SGD for VM, a flat minimum by
+        LPF-SGD or SAM for FVM; see ``finetune``), then score
+        ``g~_i^T (H~_val + damping I)^{-1} g~_i`` at that minimum, with
+        ``H~_val`` the chosen curvature of the validation objective.
+    curvature : str or CurvatureBackend, default="auto"
+        As :class:`~skinfluence.InfluenceScorer`; for ``"vm"``/``"fvm"`` it is
+        the curvature of the validation objective, and ``"auto"`` means the
+        Gauss-Newton matrix (``"ggn"``, or CG on Gauss-Newton products for
+        large models): the Hessian at a fine-tuned point can be indefinite.
+        Unused by ``"loss"`` and ``"tracin"``.
+    damping : float or "auto", default=0.0
+        As :class:`~skinfluence.InfluenceScorer`.  For ``"vm"``/``"fvm"`` on a
+        network without weight decay the validation Gauss-Newton matrix is
+        singular (rank at most ``n_val * (n_classes - 1)``): use ``"auto"`` or a
+        positive value.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Share of points flagged.  ``"auto"``: points whose score exceeds
         Tukey's fence ``Q3 + 1.5 IQR`` of the scores.
+    finetune : Finetuner or None, default=None
+        How ``"vm"``/``"fvm"`` find the validation minimum; ``None`` means
+        ``Finetuner()`` (2000 SGD steps, lr 0.01, momentum 0.9, batch 64,
+        LPF-SGD radius 5e-2 for FVM).  Its settings are assumptions (the
+        paper does not give them): tune them, e.g. ``finetune__radius`` in a
+        grid search.
+    random_state, verbose
+        As :class:`~skinfluence.InfluenceScorer`; ``random_state`` also seeds
+        the fine-tuning.
 
     Attributes
     ----------
@@ -149,7 +225,14 @@ class NoisyLabelDetector(_InfluenceCleaner):
     sample_indices_ : ndarray of shape (n_kept,)
         The unflagged rows, as ``fit_resample`` returns them.
     scorer_ : InfluenceScorer
-        The fitted scorer (its ``estimator_`` is the fitted model).
+        The fitted scorer (its ``estimator_`` is the fitted model).  For the
+        methods that do not use the training curvature (``"loss"``,
+        ``"tracin"``, ``"vm"``, ``"fvm"``) its curvature is ``"identity"``.
+    finetune_info_ : dict
+        ``"vm"``/``"fvm"`` only: the mean validation loss before and after
+        fine-tuning and the final gradient norm of the validation objective.
+    validation_curvature_ : CurvatureBackend
+        ``"vm"``/``"fvm"`` only: the curvature fitted at the validation minimum.
     classes_ : ndarray (classifiers)
     n_features_in_ : int
 
@@ -161,7 +244,12 @@ class NoisyLabelDetector(_InfluenceCleaner):
 
     _parameter_constraints: dict = {
         **_COMMON,
-        "method": [StrOptions({"self_influence", "loss", "validation_influence"})],
+        "method": [
+            StrOptions(
+                {"self_influence", "loss", "validation_influence", "tracin"}
+                | {"vm", "fvm"}
+            )
+        ],
         "contamination": [
             StrOptions({"auto"}),
             Interval(Real, 0, 0.5, closed="right"),
@@ -176,6 +264,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         curvature="auto",
         damping=0.0,
         contamination="auto",
+        finetune=None,
         random_state=None,
         verbose=0,
     ):
@@ -184,6 +273,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self.curvature = curvature
         self.damping = damping
         self.contamination = contamination
+        self.finetune = finetune
         self.random_state = random_state
         self.verbose = verbose
 
@@ -196,20 +286,29 @@ class NoisyLabelDetector(_InfluenceCleaner):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
         X_val, y_val : array-like, default=None
-            A trusted (clean) validation set, for
-            ``method="validation_influence"``.
+            A trusted (clean) validation set: required by ``method="vm"`` and
+            ``"fvm"``, used by ``"validation_influence"``.
 
         Returns
         -------
         self : NoisyLabelDetector
         """
         X = _row_indexable(X)
+        for stale in ("finetune_info_", "validation_curvature_"):
+            self.__dict__.pop(stale, None)
         scorer = self._fit_scorer(X, y)
         a, backend = scorer.adapter_, scorer.curvature_
         if self.method == "self_influence":
             scores = scorer.self_influence_
         elif self.method == "loss":
             scores = a.loss(X, y)
+        elif self.method == "tracin":
+            scores = tracin_self_influence(a, verbose=self.verbose)
+        elif self.method in ("vm", "fvm"):
+            a_val, b_val = self._validation_minimum(X, y, X_val, y_val)
+            scores = validation_minimum_scores(
+                a_val, b_val, X, np.asarray(y), verbose=self.verbose
+            )
         else:
             Xv, yv = self._validation_set(X, y, X_val, y_val)
             scores = -influence_on_mean_loss(a, backend, Xv, yv)
@@ -252,22 +351,31 @@ class NoisyLabelDetector(_InfluenceCleaner):
 class Relabeler(_InfluenceCleaner):
     """Suggest corrected labels: the change that most lowers a validation loss.
 
-    For every training point and every alternative class, label-change
-    influence predicts the change of the mean loss on the trusted validation
-    set ``(X_val, y_val)`` (the training set stands in without one, which is
-    much weaker: prefer a clean validation set).  The suspects are the
-    ``max_fraction`` most self-influential points; each is relabelled to its
-    best alternative if that is predicted to lower the validation loss
-    (gain > 0).  The cap exists because a suggested label is a prediction,
-    not a fact.
+    ``method="label_influence"``: for every training point and every
+    alternative class, label-change influence predicts the change of the mean
+    loss on the trusted validation set ``(X_val, y_val)`` (the training set
+    stands in without one, which is much weaker: prefer a clean validation
+    set).  The suspects are the ``max_fraction`` most self-influential points;
+    each is relabelled to its best alternative if that is predicted to lower
+    the validation loss (gain > 0).
+
+    ``method="vm"``/``"fvm"`` (Ye et al. 2025): at the validation minimum found
+    as in :class:`NoisyLabelDetector`, every candidate label ``c`` of a point
+    gets the score ``g~_(x,c)^T (H~_val + damping I)^{-1} g~_(x,c)``; the
+    suggested label is the one with the lowest score (the current label
+    included), the suspects are the ``max_fraction`` points with the highest
+    score for their given label, and a suspect is relabelled when its
+    suggestion differs from its label.
+
+    The cap exists because a suggested label is a prediction, not a fact.
 
     Parameters
     ----------
     estimator : classifier, default=None
         ``None`` means ``LogisticRegression()``.
-    method : {"label_influence"}, default="label_influence"
-    curvature, damping, random_state, verbose
-        As :class:`~skinfluence.InfluenceScorer`.
+    method : {"label_influence", "vm", "fvm"}, default="label_influence"
+    curvature, damping, finetune, random_state, verbose
+        As :class:`NoisyLabelDetector`.
     max_fraction : float in (0, 1], default=0.1
         Most points relabelled.
 
@@ -276,20 +384,27 @@ class Relabeler(_InfluenceCleaner):
     y_relabeled_ : ndarray of shape (n_samples,)
     relabeled_mask_ : ndarray of bool of shape (n_samples,)
     relabel_gain_ : ndarray of shape (n_samples,)
-        Predicted decrease of the mean validation loss from the best label
-        change of each point (times ``n_samples``; <= 0: no better label).
+        ``"label_influence"``: predicted decrease of the mean validation loss
+        from the best label change of each point (times ``n_samples``; <= 0:
+        no better label).  ``"vm"``/``"fvm"``: the decrease of the score from
+        the given label to the suggested one (0: the given label is best).
     suggested_labels_ : ndarray of shape (n_samples,)
         The best label of every point (its own when no change helps).
+    suspicion_ : ndarray of shape (n_samples,)
+        The ranking that picks the suspects: self-influence, or the VM/FVM
+        score of the given label.
     sample_indices_ : ndarray of shape (n_samples,)
         All rows (a relabeler keeps every row).
     scorer_ : InfluenceScorer
+    finetune_info_, validation_curvature_
+        ``"vm"``/``"fvm"`` only, as :class:`NoisyLabelDetector`.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     """
 
     _parameter_constraints: dict = {
         **_COMMON,
-        "method": [StrOptions({"label_influence"})],
+        "method": [StrOptions({"label_influence", "vm", "fvm"})],
         "max_fraction": [Interval(Real, 0, 1, closed="right")],
     }
 
@@ -301,6 +416,7 @@ class Relabeler(_InfluenceCleaner):
         curvature="auto",
         damping=0.0,
         max_fraction=0.1,
+        finetune=None,
         random_state=None,
         verbose=0,
     ):
@@ -309,6 +425,7 @@ class Relabeler(_InfluenceCleaner):
         self.curvature = curvature
         self.damping = damping
         self.max_fraction = max_fraction
+        self.finetune = finetune
         self.random_state = random_state
         self.verbose = verbose
 
@@ -328,18 +445,29 @@ class Relabeler(_InfluenceCleaner):
         self : Relabeler
         """
         X = _row_indexable(X)
+        for stale in ("finetune_info_", "validation_curvature_"):
+            self.__dict__.pop(stale, None)
         scorer = self._fit_scorer(X, y)
         if not scorer.adapter_.is_classifier:
             raise ValueError("Relabeler needs a classifier.")
-        Xv, yv = self._validation_set(X, y, X_val, y_val)
-        R = label_change_on_mean_loss(scorer.adapter_, scorer.curvature_, Xv, yv)
-        best = np.argmin(R, axis=1)
-        self.relabel_gain_ = -R[np.arange(len(R)), best]
+        if self.method == "label_influence":
+            Xv, yv = self._validation_set(X, y, X_val, y_val)
+            R = label_change_on_mean_loss(scorer.adapter_, scorer.curvature_, Xv, yv)
+            best = np.argmin(R, axis=1)
+            self.relabel_gain_ = -R[np.arange(len(R)), best]
+            self.suspicion_ = np.asarray(scorer.self_influence_, dtype=float)
+        else:
+            a_val, b_val = self._validation_minimum(X, y, X_val, y_val)
+            R = validation_minimum_label_scores(a_val, b_val, X, verbose=self.verbose)
+            best = np.argmin(R, axis=1)
+            own = R[np.arange(len(R)), encode_labels(self.classes_, y)]
+            self.relabel_gain_ = own - R[np.arange(len(R)), best]
+            self.suspicion_ = own
         self.suggested_labels_ = self.classes_[best]
-        # suspects first (the most self-influential points), then only the
-        # ones whose best alternative label is predicted to help
+        # suspects first (the highest suspicion), then only the ones whose
+        # best label is predicted to help
         k = int(np.floor(self.max_fraction * len(R)))
-        suspects = np.argsort(-scorer.self_influence_, kind="stable")[:k]
+        suspects = np.argsort(-self.suspicion_, kind="stable")[:k]
         chosen = suspects[self.relabel_gain_[suspects] > 0]
         self.relabeled_mask_ = np.zeros(len(R), dtype=bool)
         self.relabeled_mask_[chosen] = True

@@ -13,6 +13,11 @@ from ._core import (
     stationarity,
     warn_if_not_stationary,
 )
+from ._noisy import (
+    tracin_self_influence,
+    validation_minimum_label_scores,
+    validation_minimum_scores,
+)
 from ._questions import (
     group_influence,
     influence_on_mean_loss,
@@ -35,5 +40,8 @@ __all__ = [
     "self_influence",
     "self_prediction_influence",
     "stationarity",
+    "tracin_self_influence",
+    "validation_minimum_label_scores",
+    "validation_minimum_scores",
     "warn_if_not_stationary",
 ]

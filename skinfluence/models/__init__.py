@@ -5,12 +5,14 @@ import torch on first access; the linear path never does.
 """
 
 from ._base import ModelAdapter, make_adapter, supported_estimators
+from ._finetune import Finetuner
 from ._linear import LinearAdapter
 
 _TORCH = {
     "TorchAdapter": "._torch",
     "TorchClassifier": "._torch_estimators",
     "TorchRegressor": "._torch_estimators",
+    "TracInCheckpoints": "._skorch",
 }
 
 
@@ -23,11 +25,13 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Finetuner",
     "LinearAdapter",
     "ModelAdapter",
     "TorchAdapter",
     "TorchClassifier",
     "TorchRegressor",
+    "TracInCheckpoints",
     "make_adapter",
     "supported_estimators",
 ]

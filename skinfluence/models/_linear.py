@@ -605,6 +605,30 @@ class LinearAdapter:
         )
         return self._with_params(res.x)
 
+    def with_data(self, X: ArrayLike, y: ArrayLike) -> LinearAdapter:
+        """The same model (same parameters) with ``(X, y)`` as its training set.
+
+        The objective is the estimator's own on the new data: the L2 term
+        keeps its scikit-learn scale (``C`` or ``alpha`` per sample sum), so
+        on the mean-loss scale it is ``1 / (C m)`` for ``m`` new rows.  Used
+        to fine-tune on, and take the curvature of, a validation set (VM/FVM).
+        """
+        new = LinearAdapter(self.estimator, X, y, preprocess=self.preprocess)
+        return new._with_params(self.params())
+
+    def batch_objective_grad(self, theta: NDArray, rows: Any) -> NDArray:
+        """Gradient at ``theta`` of the objective with the data term averaged
+        over ``rows`` only (a minibatch gradient), shape (n_params,)."""
+        W = np.reshape(theta, (self.n_outputs, self._dt))
+        Xt = self._Xt[rows]
+        R = self._loss.residual(Xt @ W.T, self._T[rows]) * self.weights[rows, None]
+        return (R.T @ Xt).ravel() / len(Xt) + self.penalty * theta
+
+    def param_blocks(self) -> list[tuple[slice, tuple[int, ...]]]:
+        """``(slice of the flat vector, shape)`` per parameter tensor: one
+        ``(n_outputs, n_features [+ 1])`` matrix, intercept as its last column."""
+        return [(slice(0, self.n_params), (self.n_outputs, self._dt))]
+
     def _with_params(self, theta: NDArray) -> LinearAdapter:
         new = copy.copy(self)
         new._W = np.reshape(theta, (self.n_outputs, self._dt)).copy()

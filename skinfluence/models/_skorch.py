@@ -36,6 +36,7 @@ from skorch import (
     NeuralNetClassifier,
     NeuralNetRegressor,
 )
+from skorch.callbacks import Callback
 
 from ._base import make_adapter
 from ._torch import TorchAdapter, reset_parameters
@@ -151,7 +152,85 @@ def _skorch_adapter(
         **kwargs,
     )
     adapter.train_indices = rows
+    adapter.checkpoints = [
+        (adapter._np(adapter._flat(_cast(theta, dtype))), lr)
+        for theta, lr in _saved_checkpoints(net)
+    ]
     return adapter
+
+
+def _cast(theta: dict, dtype: torch.dtype) -> dict:
+    return {k: v.to(dtype) for k, v in theta.items()}
+
+
+def _saved_checkpoints(net: NeuralNet) -> list:
+    found = [
+        cb
+        for _, cb in getattr(net, "callbacks_", [])
+        if isinstance(cb, TracInCheckpoints)
+    ]
+    return found[0].checkpoints_ if found else []
+
+
+class TracInCheckpoints(Callback):
+    """skorch callback saving the parameters and learning rate for TracIn.
+
+    Add it to a net's ``callbacks``; after ``fit``, influence estimators built
+    on the net see the checkpoints (``NoisyLabelDetector(net,
+    method="tracin")``).  TracIn's self-influence of a training point is
+    ``sum_k lr_k ||grad loss_i(theta_k)||^2`` over the checkpoints (Pruthi et
+    al. 2020, TracInCP).
+
+    Parameters
+    ----------
+    every : int, default=1
+        Save after every ``every``-th epoch.
+    max_checkpoints : int or None, default=None
+        Keep only the latest ones (memory: one parameter copy each).
+
+    Attributes
+    ----------
+    checkpoints_ : list of (dict, float)
+        ``(parameters by name on the CPU, learning rate of the first
+        parameter group)`` per saved epoch, oldest first.
+
+    References
+    ----------
+    Pruthi, Liu, Kale, Sundararajan. "Estimating Training Data Influence by
+    Tracing Gradient Descent." NeurIPS 2020.
+    """
+
+    def __init__(self, every: int = 1, max_checkpoints: int | None = None) -> None:
+        self.every = every
+        self.max_checkpoints = max_checkpoints
+
+    def initialize(self) -> TracInCheckpoints:
+        """Forget earlier checkpoints (called by ``net.initialize``)."""
+        if not (isinstance(self.every, int) and self.every >= 1):
+            raise ValueError(f"every must be an int >= 1; got {self.every!r}.")
+        if self.max_checkpoints is not None and not (
+            isinstance(self.max_checkpoints, int) and self.max_checkpoints >= 1
+        ):
+            raise ValueError(
+                f"max_checkpoints must be None or an int >= 1; got "
+                f"{self.max_checkpoints!r}."
+            )
+        self.checkpoints_: list = []
+        return self
+
+    def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Save the parameters and the learning rate."""
+        if len(net.history) % self.every:
+            return
+        theta = {
+            k: p.detach().cpu().clone()
+            for k, p in net.module_.named_parameters()
+            if p.requires_grad
+        }
+        lr = float(net.optimizer_.param_groups[0]["lr"])
+        self.checkpoints_.append((theta, lr))
+        if self.max_checkpoints is not None:
+            del self.checkpoints_[: -self.max_checkpoints]
 
 
 make_adapter.register(NeuralNet, _skorch_adapter)

@@ -128,6 +128,8 @@ class TorchAdapter:
         self._y = self._targets(y)
         self.n_train = len(self._X)
         self._chunk = chunk_size(self.n_params, batch_size)
+        #: ``[(theta_k, lr_k), ...]``: parameters saved during training (TracIn).
+        self.checkpoints: list[tuple[NDArray, float]] = []
 
     # -- conversions ----------------------------------------------------------
 
@@ -452,6 +454,44 @@ class TorchAdapter:
         new = copy.copy(self)
         new._theta = self._tree(flat.detach())
         return new
+
+    def with_data(self, X: ArrayLike, y: ArrayLike) -> TorchAdapter:
+        """The same network (same parameters) with ``(X, y)`` as its training
+        set (inputs before ``preprocess``); the penalty keeps its mean-loss
+        scale.  Used to fine-tune on, and take the curvature of, a validation
+        set (VM/FVM).  The copy has no retrain hook and no checkpoints."""
+        new = copy.copy(self)
+        new._X = self._inputs(X)
+        new._y = self._targets(y)
+        if len(new._X) != len(new._y):
+            raise ValueError(
+                f"X and y have different lengths: {len(new._X)} and {len(new._y)}."
+            )
+        new.n_train = len(new._X)
+        new._refit = None
+        new.checkpoints = []
+        return new
+
+    def _with_params(self, theta: NDArray) -> TorchAdapter:
+        new = copy.copy(self)
+        new._theta = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        return new
+
+    def batch_objective_grad(self, theta: NDArray, rows: Any) -> NDArray:
+        """Gradient at ``theta`` of the objective with the data term averaged
+        over ``rows`` only (a minibatch gradient), shape (n_params,)."""
+        idx = np.arange(self.n_train)[rows]
+        tree = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        g = grad(self._data_loss)(tree, self._X[idx], self._y[idx])
+        return self._np(self._flat(g)) / len(idx) + self.penalty * theta
+
+    def param_blocks(self) -> list[tuple[slice, tuple[int, ...]]]:
+        """``(slice of the flat vector, shape)`` per parameter tensor."""
+        bounds = np.cumsum([0, *self._sizes])
+        return [
+            (slice(int(a), int(b)), tuple(s))
+            for a, b, s in zip(bounds[:-1], bounds[1:], self._shapes, strict=True)
+        ]
 
     def retrain(
         self, keep: NDArray, *, warm_start: bool = True, random_state: Any = None

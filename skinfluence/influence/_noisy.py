@@ -1,0 +1,136 @@
+"""Scores for noisy-label detection beyond Koh & Liang's self-influence.
+
+* VM/FVM (Ye et al. 2025): at a (flat) minimum ``theta~`` of the validation
+  loss, ``s_i = g~_i^T (H~_val + damping I)^{-1} g~_i`` with ``g~_i`` the
+  training point's loss gradient at ``theta~`` and ``H~_val`` any curvature
+  backend fitted on the validation adapter.  It is the second-order change
+  of the validation loss when point ``i`` is up-weighted from there (the
+  first-order term vanishes at the minimum), up to ``eps^2 / 2``.  Higher =
+  more harmful.  For relabelling, the same form for every candidate label.
+* TracIn (Pruthi et al. 2020): ``sum_k lr_k ||grad loss_i(theta_k)||^2`` over
+  saved checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..utils._chunks import chunk_size, chunks
+from ..utils._progress import progress
+from ..utils._sklearn_compat import _safe_indexing
+from ._core import _solve_block
+
+
+def _quadratic_forms(backend: Any, G: NDArray) -> NDArray:
+    return np.einsum("ij,ji->i", G, backend.solve(G.T))
+
+
+def validation_minimum_scores(
+    adapter: Any,
+    backend: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``g~_i^T (C + damping I)^{-1} g~_i`` for the rows of ``(X, y)``, shape (m,).
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+        The model at the validation minimum (its training set is the
+        validation set, e.g. from :meth:`Finetuner.run`).
+    backend : CurvatureBackend
+        Fitted on ``adapter``: ``C`` is the validation curvature.
+    X, y : array-like
+        The training points to score (inputs as the whole model takes them).
+    batch_size : int or None, default=None
+        Rows per solve.
+    verbose : int, default=0
+        Progress bar when positive.
+
+    Returns
+    -------
+    scores : ndarray of shape (m,)
+        Non-negative for a positive semi-definite ``C``; higher = more harmful.
+    """
+    y = np.asarray(y)
+    out = np.empty(len(y))
+    blocks = list(chunks(len(y), _solve_block(adapter, batch_size)))
+    for t in progress(blocks, desc="VM/FVM scores", verbose=verbose):
+        G = adapter.loss_grads(_safe_indexing(X, t), y[t])
+        out[t] = _quadratic_forms(backend, G)
+    return out
+
+
+def validation_minimum_label_scores(
+    adapter: Any,
+    backend: Any,
+    X: ArrayLike,
+    *,
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """The VM/FVM score of ``(x_i, c)`` for every class ``c``, shape (m, K).
+
+    The relabelling rule of the FVM paper takes, per point, the label with
+    the lowest score (the label whose up-weighting would disturb the
+    validation minimum least), the current label included.
+    """
+    if not adapter.is_classifier:
+        raise ValueError("Relabelling needs a classifier.")
+    classes = np.asarray(adapter.classes)
+    m = _num_rows(X)
+    out = np.empty((m, len(classes)))
+    size = _solve_block(adapter, batch_size)
+    blocks = [(t, k) for t in chunks(m, size) for k in range(len(classes))]
+    for t, k in progress(blocks, desc="VM/FVM label scores", verbose=verbose):
+        rows = _safe_indexing(X, t)
+        labels = np.full(_num_rows(rows), classes[k])
+        out[t, k] = _quadratic_forms(backend, adapter.loss_grads(rows, labels))
+    return out
+
+
+def _num_rows(X: Any) -> int:
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def tracin_self_influence(
+    adapter: Any,
+    *,
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """TracInCP self-influence ``sum_k lr_k ||grad loss_i(theta_k)||^2``, (n,).
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+        With ``checkpoints``, a list of ``(theta_k, lr_k)``.
+    batch_size : int or None, default=None
+        Rows per gradient chunk.
+    verbose : int, default=0
+        Progress bar over checkpoints when positive.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_train,)
+    """
+    checkpoints = getattr(adapter, "checkpoints", None)
+    if not checkpoints:
+        raise ValueError(
+            "TracIn needs training checkpoints: fit a skorch net with the "
+            "skinfluence.TracInCheckpoints() callback. This model has none (closed-"
+            "form and L-BFGS fits have no trajectory to trace)."
+        )
+    n, p = adapter.n_train, adapter.n_params
+    out = np.zeros(n)
+    for theta, lr in progress(checkpoints, desc="TracIn", verbose=verbose):
+        at = adapter._with_params(theta)
+        for t in chunks(n, chunk_size(p, batch_size)):
+            out[t] += lr * np.sum(at.train_grads(t) ** 2, axis=1)
+    return out

@@ -8,9 +8,12 @@ from sklearn.base import clone
 
 from .._constants import AUTO_EXACT_MAX_PARAMS
 from ._base import CurvatureBackend
+from ._blockggn import BlockGGNCurvature
 from ._cg import CGCurvature
+from ._ekfac import EKFACCurvature
 from ._exact import ExactCurvature
 from ._ggn import GGNCurvature
+from ._kfac import KFACCurvature
 from ._lissa import LiSSACurvature
 from ._lowrank import LowRankCurvature
 from ._simple import DiagonalCurvature, EFCurvature, IdentityCurvature
@@ -22,6 +25,9 @@ CURVATURES: dict[str, type[CurvatureBackend]] = {
     "ef": EFCurvature,
     "diagonal": DiagonalCurvature,
     "ggn": GGNCurvature,
+    "blockggn": BlockGGNCurvature,
+    "kfac": KFACCurvature,
+    "ekfac": EKFACCurvature,
     "lowrank": LowRankCurvature,
     "identity": IdentityCurvature,
 }

@@ -2,9 +2,16 @@
 
 Digits, 60/20/20 split (train / trusted validation / test, seed 0), training
 labels flipped symmetrically at 20% and 40%.  Models: multinomial logistic
-regression (C=0.1) and a 64-64-10 tanh MLP trained to memorise the noisy
-labels (full-batch L-BFGS, no weight decay; influence with ``damping="auto"``
-on the Gauss-Newton matrix).
+regression (C=0.1); a 64-64-10 tanh MLP trained to memorise the noisy labels
+(full-batch L-BFGS, no weight decay; influence with ``damping="auto"`` on the
+Gauss-Newton matrix); and the same MLP fitted by skorch with Adam (300
+epochs, batch 64) with the ``TracInCheckpoints`` callback (every 30 epochs),
+the only model with a trajectory for TracIn.
+
+VM / FVM fine-tune from the fitted model on the trusted validation set with
+the default ``Finetuner`` (2000 steps of SGD, lr 0.01, momentum 0.9, batch
+64; FVM: LPF-SGD radius 5e-2, or SAM with radius 5e-2), then score with the
+damped Gauss-Newton matrix of the validation loss.
 
 For each method: detection ROC AUC and AUPRC (noisy = positive, higher score =
 more suspicious), relabel top-1 accuracy on the flipped points where the method
@@ -12,8 +19,6 @@ suggests labels, and seconds.  cleanlab 2.9 is the side-by-side reference:
 ``get_label_quality_scores`` on 5-fold out-of-fold probabilities of the same
 model (the ranking), and ``find_label_issues`` (its boolean flags, scored as
 0/1), with the out-of-fold argmax as its suggested label.
-
-The VM / FVM methods of issue 8 are not implemented yet, so they are not here.
 
 Run: ``python benchmarks/noisy_labels.py`` (needs ``pip install cleanlab``).
 """
@@ -30,9 +35,16 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
 from threadpoolctl import threadpool_limits
 
-from skinfluence import NoisyLabelDetector, Relabeler, TorchClassifier
+from skinfluence import (
+    Finetuner,
+    NoisyLabelDetector,
+    Relabeler,
+    TorchClassifier,
+    TracInCheckpoints,
+)
 from skinfluence.datasets import inject_label_noise
 from skinfluence.evaluation import detection_report, relabel_accuracy
 
@@ -49,18 +61,33 @@ def split():
     return scaler.transform(Xtr), ytr, scaler.transform(Xval), yval
 
 
-def models():
+def _mlp():
     torch.manual_seed(0)
-    mlp = torch.nn.Sequential(
+    return torch.nn.Sequential(
         torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 10)
+    )
+
+
+def models():
+    skorch_net = NeuralNetClassifier(
+        _mlp(),
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=3e-3,
+        max_epochs=300,
+        batch_size=64,
+        train_split=None,
+        callbacks=[("tracin", TracInCheckpoints(every=30))],
+        verbose=0,
     )
     return {
         "digits LR": (LogisticRegression(C=0.1, max_iter=3000), 0.0, "exact"),
         "digits MLP (memorising)": (
-            TorchClassifier(mlp, random_state=0, max_iter=1000),
+            TorchClassifier(_mlp(), random_state=0, max_iter=1000),
             "auto",
             "ggn",
         ),
+        "digits MLP (skorch, Adam, memorising)": (skorch_net, "auto", "ggn"),
     }
 
 
@@ -73,20 +100,38 @@ def timed(fn):
 def run(model, damping, curvature, X, y_noisy, is_noisy, y_true, Xval, yval):
     rows = []
     kw = {"curvature": curvature, "damping": damping}
-    for method in ["self_influence", "loss", "validation_influence"]:
+    if isinstance(model, NeuralNetClassifier):
+        X = X.astype(np.float32)
+        Xval = Xval.astype(np.float32)
+    methods = {
+        "self_influence": ("self_influence", None),
+        "loss": ("loss", None),
+        "validation_influence": ("validation_influence", None),
+        "VM": ("vm", Finetuner(random_state=0)),
+        "FVM (LPF-SGD)": ("fvm", Finetuner(random_state=0)),
+        "FVM (SAM)": ("fvm", Finetuner(flatness="sam", random_state=0)),
+    }
+    if isinstance(model, NeuralNetClassifier):
+        methods["TracIn (10 checkpoints)"] = ("tracin", None)
+    for label, (method, finetune) in methods.items():
         det, sec = timed(
-            lambda method=method: NoisyLabelDetector(model, method=method, **kw).fit(
-                X, y_noisy, X_val=Xval, y_val=yval
-            )
+            lambda method=method, finetune=finetune: NoisyLabelDetector(
+                model, method=method, finetune=finetune, **kw
+            ).fit(X, y_noisy, X_val=Xval, y_val=yval)
         )
-        rows.append((method, detection_report(is_noisy, det.scores_), None, sec))
-    rel, sec = timed(
-        lambda: Relabeler(model, max_fraction=0.5, **kw).fit(
-            X, y_noisy, X_val=Xval, y_val=yval
+        rows.append((label, detection_report(is_noisy, det.scores_), None, sec))
+    for label, method in [
+        ("Relabeler (label influence)", "label_influence"),
+        ("Relabeler (VM)", "vm"),
+        ("Relabeler (FVM)", "fvm"),
+    ]:
+        rel, sec = timed(
+            lambda method=method: Relabeler(
+                model, method=method, max_fraction=0.5, random_state=0, **kw
+            ).fit(X, y_noisy, X_val=Xval, y_val=yval)
         )
-    )
-    acc = relabel_accuracy(y_true, rel.suggested_labels_, is_noisy)
-    rows.append(("Relabeler (label influence)", None, acc, sec))
+        acc = relabel_accuracy(y_true, rel.suggested_labels_, is_noisy)
+        rows.append((label, None, acc, sec))
 
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores

@@ -6,7 +6,9 @@ Finding and fixing mislabeled digits
 Flip 20% of the digits training labels, rank the training points by
 self-influence with :class:`~skinfluence.NoisyLabelDetector`, and show the most
 suspicious images with their given label and the label
-:class:`~skinfluence.Relabeler` suggests from a small trusted validation set.
+:class:`~skinfluence.Relabeler` suggests from a small trusted validation set
+(``method="vm"``: the label with the lowest second-order score at the
+validation minimum, Ye et al. 2025).
 Then compare test accuracy before and after cleaning.
 """
 
@@ -50,7 +52,7 @@ for method in ["self_influence", "loss"]:
         f"precision@{report['k']} {report['precision_at_k']:.3f}"
     )
 det = NoisyLabelDetector(model).fit(X_train, y_noisy)
-relabeler = Relabeler(model, max_fraction=0.25).fit(
+relabeler = Relabeler(model, method="vm", max_fraction=0.25, random_state=0).fit(
     X_train, y_noisy, X_val=X_val, y_val=y_val
 )
 
@@ -60,18 +62,31 @@ fig, axes = plt.subplots(3, 8, figsize=(12, 5.4))
 for ax, i in zip(axes.flat, det.ranking_[:24], strict=True):
     ax.imshow(img_train[i], cmap="gray_r")
     flipped = "flipped" if is_noisy[i] else "clean"
+    suggested = relabeler.suggested_labels_[i]
+    mark = "\u2713" if suggested == y_train[i] else "\u2717"  # true label or not
     ax.set_title(
-        f"given {y_noisy[i]} ({flipped})\nsuggested {relabeler.suggested_labels_[i]}",
+        f"given {y_noisy[i]} ({flipped})\nsuggested {suggested} {mark}",
         fontsize=8,
         color="tab:red" if is_noisy[i] else "tab:green",
     )
     ax.axis("off")
-fig.suptitle("Most self-influential training digits (red: label was flipped)")
+fig.suptitle(
+    "Most self-influential training digits (red: label was flipped; "
+    "\u2713: the suggestion is the true label)"
+)
 fig.tight_layout()
 out = Path("build") / "noisy_digits.png"
 out.parent.mkdir(exist_ok=True)
 fig.savefig(out, dpi=100)
 print(f"plot saved to {out}")
+top = det.ranking_[:24]
+print(
+    "suggested label is the true one for "
+    f"{(relabeler.suggested_labels_[top] == y_train[top]).mean():.0%} of these 24; "
+    f"relabelled {relabeler.relabeled_mask_.sum()} points, training labels right: "
+    f"{(y_noisy == y_train).mean():.3f} -> "
+    f"{(relabeler.y_relabeled_ == y_train).mean():.3f}"
+)
 
 # %%
 # Clean, then refit: test accuracy with and without the flagged points.

@@ -452,20 +452,73 @@ def _torch_ggn_blocks(
     return G
 
 
+def _linear_layer_ggn_blocks(
+    adapter: Any, blocks: list[NDArray], verbose: int
+) -> list[NDArray]:
+    """Blocks inside ``nn.Linear`` layers: ``G_l = (1/n) sum_i S_i (x) A_i``.
+
+    With type-2 pseudo-gradients ``ds_ik`` (``k`` over the columns of the
+    output-Hessian square root), the sample's exact block is
+    ``S_i (x) abar_i abar_i^T`` with ``S_i = sum_k ds_ik ds_ik^T``; summing
+    the flattened factors as ``vec(S_i) vec(A_i)^T`` costs
+    ``n n_out^2 n_in^2`` instead of ``n K (n_out n_in)^2``.
+
+    Raises
+    ------
+    TypeError or ValueError
+        When the network is not made of ``nn.Linear`` layers (the caller then
+        uses per-sample Jacobians) or a block spans two layers.
+    """
+    layers = kronecker_layers(adapter)
+    where = np.full((adapter.n_params, 2), -1)
+    for num, ly in enumerate(layers):
+        where[ly.index] = np.column_stack([np.full(ly.size, num), np.arange(ly.size)])
+    owner = []
+    for idx in blocks:
+        nums = np.unique(where[idx, 0])
+        if len(nums) != 1 or nums[0] < 0:
+            raise ValueError("A block spans more than one linear layer.")
+        owner.append(int(nums[0]))
+    G = [np.zeros((ly.n_out**2, ly.n_in**2)) for ly in layers]
+    for batch in layer_statistics(adapter, layers, fisher="type2", verbose=verbose):
+        for Gl, ly, (a, ds) in zip(G, layers, batch, strict=True):
+            for t in chunks(len(a), chunk_size(ly.n_out**2 + ly.n_in**2)):
+                S = np.einsum("bko,bkq->boq", ds[t], ds[t]).reshape(len(a[t]), -1)
+                A = np.einsum("bi,bj->bij", a[t], a[t]).reshape(len(a[t]), -1)
+                Gl += S.T @ A
+    full = []
+    for ly, Gl in zip(layers, G, strict=True):
+        O, I = ly.n_out, ly.n_in  # noqa: E741
+        M = Gl.reshape(O, O, I, I).transpose(0, 2, 1, 3).reshape(ly.size, ly.size)
+        full.append(M / adapter.n_train)
+    out = []
+    for idx, num in zip(blocks, owner, strict=True):
+        local = where[idx, 1]
+        Gb = full[num][np.ix_(local, local)]
+        Gb[np.diag_indices_from(Gb)] += adapter.penalty[idx]
+        out.append(Gb)
+    return out
+
+
 def ggn_blocks(
     adapter: Any, blocks: list[NDArray], *, verbose: int = 0
 ) -> list[NDArray]:
     """Dense diagonal blocks ``G[idx, idx]`` of the Gauss-Newton matrix of ``J``.
 
     The penalty (and, for linear models, the flat-direction projector) is
-    included, as in the adapter's ``ggn_matrix``.  Torch networks: from
-    per-sample output Jacobians and the square root of the output-space loss
-    Hessian, ``K`` Jacobian rows per sample, in row chunks.  Closed-form
+    included, as in the adapter's ``ggn_matrix``.  Torch networks made of
+    ``nn.Linear`` layers: from type-2 Kronecker statistics (per-sample factor
+    products, streamed); other torch networks: from per-sample output
+    Jacobians and the square root of the output-space loss Hessian, ``K``
+    Jacobian rows per sample, in row chunks.  Closed-form
     adapters: their dense matrix.  Others: Gauss-Newton products on the
     identity columns of each block.
     """
     if _is_torch_adapter(adapter):
-        return _torch_ggn_blocks(adapter, blocks, verbose)
+        try:
+            return _linear_layer_ggn_blocks(adapter, blocks, verbose)
+        except (TypeError, ValueError):  # not every block inside one nn.Linear
+            return _torch_ggn_blocks(adapter, blocks, verbose)
     if hasattr(adapter, "ggn_matrix"):
         G = adapter.ggn_matrix()
         return [G[np.ix_(idx, idx)] for idx in blocks]

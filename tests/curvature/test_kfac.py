@@ -233,9 +233,33 @@ def test_zero_curvature_without_damping_warns_and_pseudo_inverts():
 # -- block-diagonal GGN ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("blocks, n_blocks", [("layer", 2), ("tensor", 4)])
-def test_block_ggn_is_the_ggns_diagonal_blocks(blocks, n_blocks):
-    adapter = _tiny_net(penalty=0.01)
+def _layernorm_net(penalty=0.0):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 5)), rng.integers(0, 3, 20)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)
+    )
+    return TorchAdapter(
+        net,
+        torch.nn.CrossEntropyLoss(),
+        X,
+        y,
+        kind="multiclass",
+        classes=np.arange(3),
+        penalty=penalty,
+    )
+
+
+@pytest.mark.parametrize(
+    "net, blocks, n_blocks",
+    [
+        (_tiny_net, "layer", 2),
+        (_tiny_net, "tensor", 4),
+        (_layernorm_net, "layer", 3),  # not K-FAC-able: per-sample Jacobians
+    ],
+)
+def test_block_ggn_is_the_ggns_diagonal_blocks(net, blocks, n_blocks):
+    adapter = net(penalty=0.01)
     G = adapter.ggn_matrix()
     backend = BlockGGNCurvature(blocks=blocks).fit(adapter, damping=1e-3)
     assert len(backend.blocks_) == n_blocks
@@ -267,19 +291,7 @@ def test_registry_names():
 
 
 def test_unsupported_layers_are_named():
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((20, 5)), rng.integers(0, 3, 20)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)
-    )
-    adapter = TorchAdapter(
-        net,
-        torch.nn.CrossEntropyLoss(),
-        X,
-        y,
-        kind="multiclass",
-        classes=np.arange(3),
-    )
+    adapter = _layernorm_net()
     with pytest.raises(TypeError, match=r"'1' \(LayerNorm\)"):
         KFACCurvature().fit(adapter)
     with pytest.raises(TypeError, match="LayerNorm"):

@@ -22,7 +22,7 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from .._constants import AUTO_EXACT_MAX_PARAMS
 from ..curvature import CURVATURES, CGCurvature, make_curvature
@@ -30,6 +30,7 @@ from ..exceptions import NotAtOptimumWarning
 from ..influence import (
     influence_on_mean_loss,
     label_change_on_mean_loss,
+    stationarity,
     tracin_self_influence,
     validation_minimum_label_scores,
     validation_minimum_scores,
@@ -89,6 +90,13 @@ class _InfluenceCleaner(BaseEstimator):
             if free:
                 warnings.simplefilter("ignore", NotAtOptimumWarning)
             self.scorer_ = scorer.fit(X, y)
+        if len(scorer.train_indices_) != _num_samples(X):
+            raise ValueError(
+                f"The model trained on {len(scorer.train_indices_)} of the "
+                f"{_num_samples(X)} rows (a skorch train_split holds rows out), "
+                "so not every label can be scored; set train_split=None on the net "
+                "for cleaning."
+            )
         self.n_features_in_ = scorer.n_features_in_
         if hasattr(scorer, "feature_names_in_"):
             self.feature_names_in_ = scorer.feature_names_in_
@@ -131,6 +139,15 @@ class _InfluenceCleaner(BaseEstimator):
             curvature = "ggn" if small else CGCurvature(operator="ggn")
         backend = make_curvature(curvature, adapter, random_state=self.random_state)
         backend.fit(adapter, damping=self.damping, verbose=self.verbose)
+        grad_norm, scale = stationarity(adapter)
+        if grad_norm > 0.1 * scale:
+            warnings.warn(
+                f"Fine-tuning stopped short of a validation minimum (||grad J_val|| = "
+                f"{grad_norm:.3g} vs a per-sample gradient scale of {scale:.3g}); the "
+                "VM/FVM score assumes one. Raise the finetuner's n_steps or lr.",
+                NotAtOptimumWarning,
+                stacklevel=3,
+            )
         self.finetune_info_ = adapter.finetune_info
         self.validation_curvature_ = backend
         return adapter, backend
@@ -207,8 +224,12 @@ class NoisyLabelDetector(_InfluenceCleaner):
         How ``"vm"``/``"fvm"`` find the validation minimum; ``None`` means
         ``Finetuner()`` (2000 SGD steps, lr 0.01, momentum 0.9, batch 64,
         LPF-SGD radius 5e-2 for FVM).  Its settings are assumptions (the
-        paper does not give them): tune them, e.g. ``finetune__radius`` in a
-        grid search.
+        paper does not give them): tune them, e.g. pass
+        ``finetune=Finetuner()`` and search ``finetune__radius``.  The
+        fine-tuned objective is the model's own on the validation set: for
+        scikit-learn models the L2 term keeps ``C``/``alpha`` per sample sum
+        (so it is ``n_train / n_val`` times stronger on the mean scale), for
+        torch nets weight decay keeps its mean-loss scale.
     random_state, verbose
         As :class:`~skinfluence.InfluenceScorer`; ``random_state`` also seeds
         the fine-tuning.

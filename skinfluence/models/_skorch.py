@@ -218,17 +218,21 @@ class TracInCheckpoints(Callback):
         self.checkpoints_: list = []
         return self
 
+    def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Note the learning rate this epoch trains with (before any scheduler
+        callback steps it at the epoch's end)."""
+        self._lr = float(net.optimizer_.param_groups[0]["lr"])
+
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        """Save the parameters and the learning rate."""
+        """Save the parameters and the epoch's learning rate."""
         if len(net.history) % self.every:
             return
         theta = {
-            k: p.detach().cpu().clone()
+            k.removeprefix("_orig_mod."): p.detach().cpu().clone()
             for k, p in net.module_.named_parameters()
             if p.requires_grad
         }
-        lr = float(net.optimizer_.param_groups[0]["lr"])
-        self.checkpoints_.append((theta, lr))
+        self.checkpoints_.append((theta, self._lr))
         if self.max_checkpoints is not None:
             del self.checkpoints_[: -self.max_checkpoints]
 

@@ -240,3 +240,105 @@ def test_tracin_matches_checkpoint_gradients_by_autograd(breast_cancer):
         assert_allclose(v.numpy(), final[k].detach().numpy())
     with pytest.raises(ValueError, match="every"):
         TracInCheckpoints(every=0).initialize()
+
+
+def test_minibatch_gradient_over_all_rows_is_the_objective_gradient(breast_cancer):
+    # batch_objective_grad drives fine-tuning; over every row it must be the
+    # objective gradient (class weights and the L2 term included).
+    torch = pytest.importorskip("torch")
+    from skinfluence import TorchClassifier
+
+    Xtr, _, ytr, _ = breast_cancer
+    lr = LogisticRegression(C=0.3, class_weight={0: 2.0, 1: 0.5}).fit(Xtr, ytr)
+    a = make_adapter(lr, Xtr, ytr)
+    theta = a.params() + 0.1
+    moved = a._with_params(theta)
+    assert_allclose(a.batch_objective_grad(theta, slice(None)), moved.objective_grad())
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(30, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 L-BFGS steps: far from an optimum
+        net = TorchClassifier(mlp, weight_decay=0.05, max_iter=5)
+        b = make_adapter(net.fit(Xtr[:100], ytr[:100]), Xtr[:100], ytr[:100])
+    theta = b.params() + 0.05
+    assert_allclose(
+        b.batch_objective_grad(theta, slice(None)),
+        b._with_params(theta).objective_grad(),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_lpf_noise_scales_with_each_weight_row():
+    from skinfluence.models._finetune import _lpf_noise
+
+    W = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 3.0, 4.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    b = np.array([3.0, 4.0, 0.0])
+    theta = np.concatenate([W.ravel(), b])
+    blocks = [(slice(0, 12), (3, 4)), (slice(12, 15), (3,))]
+    rng = np.random.RandomState(0)
+    draws = np.array([_lpf_noise(theta, blocks, 0.1, rng) for _ in range(4000)])
+    row_std = draws[:, :12].reshape(-1, 3, 4).std(axis=(0, 2))
+    assert_allclose(row_std, 0.1 * np.linalg.norm(W, axis=1), rtol=0.05)
+    assert_allclose(draws[:, 12:].std(axis=0), [0.5] * 3, rtol=0.05)  # 0.1 * ||b||
+
+
+def test_validation_curvature_damping_seed_and_stale_state(digits):
+    from skinfluence.curvature import GGNCurvature
+
+    Xtr, Xte, ytr, yte = digits
+    X, y, Xv, yv = Xtr[:300], ytr[:300], Xte[:100], yte[:100]
+    lr = LogisticRegression(C=0.1, max_iter=2000)
+    ft = {"finetune": Finetuner(n_steps=100)}
+    det = NoisyLabelDetector(lr, method="fvm", random_state=0, **ft)
+    first = det.fit(X, y, X_val=Xv, y_val=yv).scores_.copy()
+    assert isinstance(det.validation_curvature_, GGNCurvature)  # auto: the GGN
+    assert_allclose(det.fit(X, y, X_val=Xv, y_val=yv).scores_, first)  # seeded
+    other = NoisyLabelDetector(lr, method="fvm", random_state=1, **ft)
+    assert not np.allclose(other.fit(X, y, X_val=Xv, y_val=yv).scores_, first)
+    damped = NoisyLabelDetector(lr, method="fvm", damping=1.0, random_state=0, **ft)
+    assert np.all(damped.fit(X, y, X_val=Xv, y_val=yv).scores_ < first)
+    det.set_params(method="self_influence").fit(X, y)
+    assert not hasattr(det, "finetune_info_")
+    assert not hasattr(det, "validation_curvature_")
+
+
+def test_tracin_lr_is_the_epochs_own_and_train_split_is_refused(breast_cancer):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import LRScheduler
+
+    from skinfluence import TracInCheckpoints
+
+    Xtr, _, ytr, _ = breast_cancer
+    X, y = Xtr[:100].astype(np.float32), ytr[:100]
+    torch.manual_seed(0)
+
+    def net(**kw):
+        return NeuralNetClassifier(
+            torch.nn.Sequential(torch.nn.Linear(30, 2)),
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.SGD,
+            lr=0.1,
+            max_epochs=3,
+            verbose=0,
+            **kw,
+        )
+
+    # the scheduler steps at epoch end, before or after the callback: the
+    # recorded rate is the one the epoch trained with either way
+    step = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    for order in ([("s", step), ("t", TracInCheckpoints())], None):
+        cbs = order or [("t", TracInCheckpoints()), ("s", step)]
+        fitted = net(train_split=None, callbacks=cbs).fit(X, y)
+        saved = dict(fitted.callbacks_)["t"].checkpoints_
+        assert_allclose([lr for _, lr in saved], [0.1, 0.05, 0.025])
+        w = [theta["0.weight"].numpy() for theta, _ in saved]
+        assert not np.allclose(w[0], w[1])  # copies, not the live parameters
+    with pytest.raises(ValueError, match="train_split"):
+        NoisyLabelDetector(net(callbacks=[TracInCheckpoints()]), method="tracin").fit(
+            X, y
+        )

@@ -32,10 +32,16 @@ bench: $(STAMP)
 	    "numcodecs<0.16.0" "dask>=2023.5.0" "distributed>=2023.5.0" "zarr>=3,<4"
 	$(PY) -m pip install --no-deps "pydvl==0.10.0"
 	$(PY) -m pip install -c build/constraints.txt "cleanlab==2.9.0"
+	# kronfluence requires torchvision, which it never imports: install its
+	# other requirements under the constraints, then kronfluence alone.
+	$(PY) -m pip install -c build/constraints.txt "accelerate>=0.31.0" \
+	    "einops>=0.8.0" "einconv>=0.1.0" "opt-einsum>=3.3.0" "safetensors>=0.4.2"
+	$(PY) -m pip install --no-deps "kronfluence==1.0.1"
 	$(PY) benchmarks/loo_fidelity.py
 	$(PY) benchmarks/backends.py
 	$(PY) benchmarks/bae_pbrf.py
 	$(PY) benchmarks/noisy_labels.py
+	$(PY) benchmarks/better_hessians.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -93,8 +93,11 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         Cholesky), ``"cg"`` (conjugate gradient on Hessian products),
         ``"lissa"`` (stochastic Neumann series), ``"ef"`` (empirical Fisher,
         the gradients' outer product), ``"diagonal"``, ``"ggn"`` (Gauss-Newton
-        matrix), ``"lowrank"`` (top eigenpairs by Lanczos) or ``"identity"``
-        (gradient dot product).  ``"auto"`` is ``"exact"`` up to 5000
+        matrix), ``"lowrank"`` (top eigenpairs by Lanczos), ``"kfac"`` /
+        ``"ekfac"`` (Kronecker-factored per ``nn.Linear`` layer; ``"auto"``
+        damping is 0.1 x each layer's mean eigenvalue), ``"blockggn"``
+        (exact Gauss-Newton blocks per layer) or ``"identity"`` (gradient dot
+        product).  ``"auto"`` is ``"exact"`` up to 5000
         parameters and ``"cg"`` above.  A backend object keeps its own
         parameters, reachable as ``curvature__<name>``.
     damping : float or "auto", default=0.0

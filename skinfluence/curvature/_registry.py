@@ -34,18 +34,28 @@ CURVATURES: dict[str, type[CurvatureBackend]] = {
 
 
 def make_curvature(
-    curvature: str | CurvatureBackend, adapter: Any, *, random_state: Any = None
+    curvature: str | CurvatureBackend,
+    adapter: Any,
+    *,
+    random_state: Any = None,
+    gauss_newton: bool = False,
 ) -> CurvatureBackend:
     """An unfitted backend for ``curvature`` (a name, ``"auto"`` or an object).
 
     ``"auto"`` is ``"exact"`` up to ``AUTO_EXACT_MAX_PARAMS`` parameters and
-    ``"cg"`` above.  Objects are cloned, never fitted in place.  A backend
-    with a ``random_state`` parameter left at ``None`` receives
-    ``random_state``.
+    ``"cg"`` above; with ``gauss_newton=True`` (for curvatures taken away
+    from the training optimum, where the Hessian can be indefinite) it is
+    ``"ggn"`` and CG on Gauss-Newton products instead.  Objects are cloned,
+    never fitted in place.  A backend with a ``random_state`` parameter left
+    at ``None`` receives ``random_state``.
     """
+    if isinstance(curvature, str) and curvature == "auto":
+        small = adapter.n_params <= AUTO_EXACT_MAX_PARAMS
+        if gauss_newton:
+            curvature = "ggn" if small else CGCurvature(operator="ggn")
+        else:
+            curvature = "exact" if small else "cg"
     if isinstance(curvature, str):
-        if curvature == "auto":
-            curvature = "exact" if adapter.n_params <= AUTO_EXACT_MAX_PARAMS else "cg"
         if curvature not in CURVATURES:
             raise ValueError(
                 f"Unknown curvature {curvature!r}; choose one of "

@@ -22,10 +22,9 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._constants import AUTO_EXACT_MAX_PARAMS
-from ..curvature import CURVATURES, CGCurvature, make_curvature
+from ..curvature import CURVATURES, make_curvature
 from ..exceptions import NotAtOptimumWarning
 from ..influence import (
     influence_on_mean_loss,
@@ -42,6 +41,7 @@ from ..utils._sklearn_compat import (
     Interval,
     StrOptions,
     _fit_context,
+    _num_samples,
     _raise_for_params,
     _routing_enabled,
     _safe_indexing,
@@ -77,6 +77,9 @@ class _InfluenceCleaner(BaseEstimator):
     """Shared plumbing: fit an InfluenceScorer, score, then resample."""
 
     def _fit_scorer(self, X, y):
+        # a refit with another method must not keep the last VM/FVM state
+        for stale in ("finetune_info_", "validation_curvature_"):
+            self.__dict__.pop(stale, None)
         estimator = LogisticRegression() if self.estimator is None else self.estimator
         free = self.method in _NO_TRAIN_CURVATURE
         scorer = InfluenceScorer(
@@ -131,13 +134,11 @@ class _InfluenceCleaner(BaseEstimator):
             random_state=self.random_state,
             verbose=self.verbose,
         )
-        curvature = self.curvature
-        if curvature == "auto":
-            # the validation Hessian at a fine-tuned point can be indefinite:
-            # the Gauss-Newton matrix is the paper's PSD stand-in
-            small = adapter.n_params <= AUTO_EXACT_MAX_PARAMS
-            curvature = "ggn" if small else CGCurvature(operator="ggn")
-        backend = make_curvature(curvature, adapter, random_state=self.random_state)
+        # the validation Hessian at a fine-tuned point can be indefinite: "auto"
+        # takes the Gauss-Newton matrix, the paper's PSD stand-in
+        backend = make_curvature(
+            self.curvature, adapter, random_state=self.random_state, gauss_newton=True
+        )
         backend.fit(adapter, damping=self.damping, verbose=self.verbose)
         grad_norm, scale = stationarity(adapter)
         if grad_norm > 0.1 * scale:
@@ -315,8 +316,6 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self : NoisyLabelDetector
         """
         X = _row_indexable(X)
-        for stale in ("finetune_info_", "validation_curvature_"):
-            self.__dict__.pop(stale, None)
         scorer = self._fit_scorer(X, y)
         a, backend = scorer.adapter_, scorer.curvature_
         if self.method == "self_influence":
@@ -466,8 +465,6 @@ class Relabeler(_InfluenceCleaner):
         self : Relabeler
         """
         X = _row_indexable(X)
-        for stale in ("finetune_info_", "validation_curvature_"):
-            self.__dict__.pop(stale, None)
         scorer = self._fit_scorer(X, y)
         if not scorer.adapter_.is_classifier:
             raise ValueError("Relabeler needs a classifier.")

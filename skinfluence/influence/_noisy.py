@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
-from ..utils._sklearn_compat import _safe_indexing
+from ..utils._sklearn_compat import _num_samples, _safe_indexing
 from ._core import _solve_block
 
 
@@ -84,19 +84,15 @@ def validation_minimum_label_scores(
     if not adapter.is_classifier:
         raise ValueError("Relabelling needs a classifier.")
     classes = np.asarray(adapter.classes)
-    m = _num_rows(X)
+    m = _num_samples(X)
     out = np.empty((m, len(classes)))
     size = _solve_block(adapter, batch_size)
     blocks = [(t, k) for t in chunks(m, size) for k in range(len(classes))]
     for t, k in progress(blocks, desc="VM/FVM label scores", verbose=verbose):
         rows = _safe_indexing(X, t)
-        labels = np.full(_num_rows(rows), classes[k])
+        labels = np.full(_num_samples(rows), classes[k])
         out[t, k] = _quadratic_forms(backend, adapter.loss_grads(rows, labels))
     return out
-
-
-def _num_rows(X: Any) -> int:
-    return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
 def tracin_self_influence(

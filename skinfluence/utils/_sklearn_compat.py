@@ -13,12 +13,14 @@ from sklearn.utils._param_validation import (
     validate_params,
 )
 from sklearn.utils.metadata_routing import _raise_for_params, _routing_enabled
+from sklearn.utils.validation import _num_samples
 
 __all__ = [
     "HasMethods",
     "Interval",
     "StrOptions",
     "_fit_context",
+    "_num_samples",
     "_raise_for_params",
     "_routing_enabled",
     "_safe_indexing",

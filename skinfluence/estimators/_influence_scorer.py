@@ -40,7 +40,14 @@ from ..influence import (
     warn_if_not_stationary,
 )
 from ..models import make_adapter
-from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _fit_context,
+    _num_samples,
+    _routing_enabled,
+)
 
 
 def _estimator_has(attr: str):
@@ -61,6 +68,55 @@ def _is_stochastic(curvature) -> bool:
             return False
         curvature = CURVATURES[curvature]()
     return get_tags(curvature).non_deterministic
+
+
+def _fit_weighted(estimator, X, y, sample_weight):
+    """``estimator.fit(X, y)`` with the weights given to its final model.
+
+    A ``Pipeline`` takes them as ``<last step>__sample_weight`` unless
+    metadata routing is enabled (then as ``sample_weight``, routed by the
+    requests the user set).  A ``FrozenEstimator`` ignores them.
+    """
+    if sample_weight is None:
+        return estimator.fit(X, y)
+    if isinstance(estimator, Pipeline) and not _routing_enabled():
+        return estimator.fit(
+            X, y, **{f"{estimator.steps[-1][0]}__sample_weight": sample_weight}
+        )
+    try:
+        return estimator.fit(X, y, sample_weight=sample_weight)
+    except TypeError as exc:
+        if "sample_weight" not in str(exc):
+            raise
+        raise TypeError(
+            f"{type(estimator).__name__}.fit does not accept sample_weight, so it "
+            "cannot be fitted with weights; fit it yourself and pass "
+            "FrozenEstimator(model) with the weights, or drop sample_weight."
+        ) from exc
+
+
+def _check_sample_weight(sample_weight, X):
+    """Non-negative, finite, one per row, not all zero."""
+    w = check_array(
+        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+    )
+    n = _num_samples(X)
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(
+            f"sample_weight must have shape ({n},), one weight per row of X; got "
+            f"{w.shape}."
+        )
+    if np.any(w < 0):
+        raise ValueError(
+            "sample_weight must be non-negative; got a minimum of "
+            f"{w.min():.3g}. Drop rows instead of giving them negative weight."
+        )
+    if not np.any(w > 0):
+        raise ValueError(
+            "sample_weight is zero for every row; give at least one row a "
+            "positive weight."
+        )
+    return w
 
 
 def _is_1d(X) -> bool:
@@ -232,7 +288,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         return isinstance(getattr(est, "estimator", est), Pipeline)
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the wrapped model and the curvature.
 
         Parameters
@@ -241,6 +297,14 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             Training inputs.
         y : array-like of shape (n_samples,)
             Training targets, any label type for classifiers.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights.  They are passed to the wrapped model's
+            ``fit`` (to the final step of a ``Pipeline``; a
+            ``FrozenEstimator`` is not refitted) and enter the training
+            objective ``J = (1/n) sum_i w_i loss_i + penalty``, so influence
+            predicts the effect of removing a point from the *weighted* refit.
+            A frozen model fitted with weights must be given the same weights
+            here.
 
         Returns
         -------
@@ -260,9 +324,16 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             # The wrapped classifier's fit checks the target type (and a frozen
             # model's adapter rejects labels it does not know).
             y = column_or_1d(y, warn=True)
-        self.estimator_ = clone(estimator).fit(X, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        self.estimator_ = _fit_weighted(clone(estimator), X, y, sample_weight)
         self.adapter_ = make_adapter(
-            self.estimator_, X, y, batch_size=self.batch_size, verbose=self.verbose
+            self.estimator_,
+            X,
+            y,
+            sample_weight=sample_weight,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
         )
         self.n_train_ = self.adapter_.n_train
         self.train_indices_ = getattr(

@@ -179,6 +179,15 @@ def _check_no_positive(est: Any) -> None:
         )
 
 
+def _sample_weight(sample_weight: ArrayLike | None, n: int) -> NDArray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if len(w) != n:
+        raise ValueError(f"sample_weight has {len(w)} entries for {n} training rows.")
+    return w
+
+
 # ---------------------------------------------------------------------------
 # The adapter
 # ---------------------------------------------------------------------------
@@ -223,6 +232,7 @@ class LinearAdapter:
         *,
         preprocess: Any = None,
         X_features: NDArray | None = None,
+        sample_weight: ArrayLike | None = None,
         batch_size: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -241,7 +251,7 @@ class LinearAdapter:
             self._loss = spec["loss"]
             self._codes = self._encode(self.y)
             self._class_weight = _class_weights(est, self._codes)
-            self.weights = self._class_weight[self._codes]
+            self.weights = self._class_weight[self._codes].astype(np.float64)
             lam, lam_b = spec["lam"], spec["lam_b"]
         else:
             _check_no_positive(est)
@@ -252,6 +262,9 @@ class LinearAdapter:
             lam = getattr(est, "alpha", 0.0)
             lam = np.asarray(lam, dtype=float) / n
             lam_b = 0.0
+        self.sample_weight = _sample_weight(sample_weight, n)
+        if self.sample_weight is not None:
+            self.weights = self.weights * self.sample_weight
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         if coef.shape[1] != d:
             raise ValueError(
@@ -536,10 +549,18 @@ class LinearAdapter:
         Xk, yk = self.X_features[keep], self.y[keep]
         if self.is_classifier and len(np.unique(yk)) != len(self.classes):
             raise ValueError("Retraining on these rows would drop a class entirely.")
+        sw = None if self.sample_weight is None else self.sample_weight[keep]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(Xk, yk)
-        return LinearAdapter(est, None, yk, preprocess=self.preprocess, X_features=Xk)
+            est.fit(Xk, yk, **({} if sw is None else {"sample_weight": sw}))
+        return LinearAdapter(
+            est,
+            None,
+            yk,
+            preprocess=self.preprocess,
+            X_features=Xk,
+            sample_weight=sw,
+        )
 
     def response(
         self, remove: int | None, *, damping: float, kind: str = "pbrf"

@@ -101,6 +101,10 @@ def _output_transform(net: NeuralNet, criterion: Any):
 def _skorch_adapter(
     net: NeuralNet, X, y, *, preprocess=None, dtype=torch.float64, **kwargs: Any
 ) -> TorchAdapter:
+    if kwargs.pop("sample_weight", None) is not None:
+        raise ValueError(
+            f"sample_weight is not supported for {type(net).__name__} yet."
+        )
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
     kind = _kind(net)

@@ -287,6 +287,10 @@ class TorchRegressor(RegressorMixin, _TorchModel):
 
 
 def _torch_model_adapter(est: _TorchModel, X, y, *, preprocess=None, **kwargs: Any):
+    if kwargs.pop("sample_weight", None) is not None:
+        raise ValueError(
+            f"sample_weight is not supported for {type(est).__name__} yet."
+        )
     Xf = preprocess.transform(X) if preprocess is not None else X
     return _build_adapter(
         est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, **kwargs

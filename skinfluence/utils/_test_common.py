@@ -22,8 +22,22 @@ from ..estimators import (
 )
 
 #: (estimator class, wrapped model name) -> {check name: reason}.
-#: Every estimator below passes every check.
 EXPECTED_FAILED_CHECKS: dict[tuple[type, str], dict[str, str]] = {}
+
+_WEIGHTS_VS_REPEATS = (
+    "transform returns one column per training row (the influence of that row), "
+    "so repeating a row adds a column while weighting it does not: the outputs "
+    "differ in shape and meaning by design. The weighted fit itself is checked "
+    "against refits in tests/models/test_linear_families.py."
+)
+
+#: Failures shared by every instance of a class, whatever it wraps.
+EXPECTED_FAILED_BY_CLASS: dict[type, dict[str, str]] = {
+    InfluenceScorer: {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_VS_REPEATS,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_VS_REPEATS,
+    },
+}
 
 
 def estimators_to_check() -> Iterator[BaseEstimator]:
@@ -45,4 +59,7 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     """The reasons table entry for ``estimator`` (empty when all pass)."""
     inner = getattr(estimator, "estimator", None)
     key = (type(estimator), type(inner).__name__)
-    return EXPECTED_FAILED_CHECKS.get(key, {})
+    return {
+        **EXPECTED_FAILED_BY_CLASS.get(type(estimator), {}),
+        **EXPECTED_FAILED_CHECKS.get(key, {}),
+    }

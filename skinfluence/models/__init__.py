@@ -6,6 +6,7 @@ import torch on first access; the linear path never does.
 
 from ._base import ModelAdapter, make_adapter, supported_estimators
 from ._finetune import Finetuner
+from ._huber import HuberAdapter
 from ._linear import LinearAdapter
 
 _TORCH = {
@@ -26,6 +27,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Finetuner",
+    "HuberAdapter",
     "LinearAdapter",
     "ModelAdapter",
     "TorchAdapter",

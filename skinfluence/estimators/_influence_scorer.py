@@ -140,9 +140,18 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     Parameters
     ----------
     estimator : estimator object, default=None
-        ``LinearRegression``, ``Ridge`` or ``LogisticRegression`` (binary or
-        multinomial, any solver, L2 penalty or none), possibly inside a
-        ``Pipeline`` or a ``FrozenEstimator``.  ``None`` means
+        A differentiable model, possibly inside a ``Pipeline`` (earlier steps
+        are fixed preprocessing) or a ``FrozenEstimator``: scikit-learn's
+        ``LinearRegression``, ``Ridge``/``RidgeCV``, ``RidgeClassifier``/
+        ``RidgeClassifierCV``, ``LogisticRegression``/``LogisticRegressionCV``
+        (L2 or no penalty), ``SGDClassifier(loss="log_loss")``,
+        ``SGDRegressor(loss="squared_error")``, ``PoissonRegressor``,
+        ``GammaRegressor``, ``TweedieRegressor``, ``HuberRegressor``,
+        ``MLPClassifier``/``MLPRegressor``; a torch network through
+        :class:`~skinfluence.TorchClassifier`/:class:`~skinfluence.TorchRegressor`
+        or a fitted skorch net; or any model registered with
+        :func:`skinfluence.models.make_adapter`.  A CV model's selected
+        hyper-parameter is held fixed.  ``None`` means
         ``LogisticRegression()``.
     curvature : str or CurvatureBackend, default="auto"
         How ``(H + damping I)^{-1}`` is applied: ``"exact"`` (dense Hessian,

@@ -31,9 +31,13 @@ from ..influence import (
     group_influence,
     input_perturbation,
     label_change,
+    newton_pairwise,
+    newton_parameter_change,
+    newton_self_influence,
     pairwise_influence,
     parameter_change,
     query_grads,
+    regression_diagnostics,
     self_influence,
     self_prediction_influence,
     stationarity,
@@ -117,6 +121,12 @@ def _check_sample_weight(sample_weight, X):
             "positive weight."
         )
     return w
+
+
+def _check_method(method) -> str:
+    if method not in ("first_order", "newton"):
+        raise ValueError(f"method must be 'first_order' or 'newton'; got {method!r}.")
+    return method
 
 
 def _is_1d(X) -> bool:
@@ -353,6 +363,8 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             verbose=self.verbose,
         )
         self.n_train_ = self.adapter_.n_train
+        # the DataFrame index of the training rows, for diagnostics()
+        self._train_index = getattr(X, "index", None)
         self.train_indices_ = getattr(
             self.adapter_, "train_indices", np.arange(self.n_train_)
         )
@@ -371,7 +383,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             )  # TODO(merge)
         return self
 
-    def influence(self, X, y=None, *, target="loss"):
+    def influence(self, X, y=None, *, target="loss", method="first_order"):
         """Influence of every training point on each query row.
 
         Parameters
@@ -384,6 +396,14 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             The measured quantity ``f``: the query's loss (no penalty), or the
             label-free prediction (regression: ``y_hat``; classification: the
             log-probability of the predicted class).
+        method : {"first_order", "newton"}, default="first_order"
+            ``"first_order"``: the influence function.  ``"newton"``: one
+            Newton step of the objective without the point, which includes
+            the point's own curvature (Woodbury, ``n_outputs + 1`` solves per
+            training row): exact for least squares and ridge (the leverage
+            correction ``1 / (1 - h_i)``), the one-step estimate for GLMs and
+            logistic regression, and the same step with the chosen backend's
+            curvature otherwise.  Closed-form scikit-learn models only.
 
         Returns
         -------
@@ -391,9 +411,20 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             ``S[j, i] = grad f_j^T (H + damping I)^{-1} grad loss_i``: removing
             training point ``i`` changes ``f_j`` by about ``S[j, i] / n_train_``.
             For ``target="loss"``, ``S[j, i] > 0`` means ``i`` helps ``j``
-            (its removal would raise ``j``'s loss).
+            (its removal would raise ``j``'s loss).  With ``method="newton"``,
+            ``S[j, i] = n_train_ grad f_j^T dtheta_i`` for the Newton step
+            ``dtheta_i``.
         """
         self._check_query(X, y, target)
+        if _check_method(method) == "newton":
+            return newton_pairwise(
+                self.adapter_,
+                self.curvature_,
+                query_grads(self.adapter_, X, y, target),
+                train_gradient=self.train_gradient_,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+            )
         return pairwise_influence(
             self.adapter_,
             self.curvature_,
@@ -525,22 +556,35 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         )
         return R
 
-    def self_influence(self, *, target="loss"):
+    def self_influence(self, *, target="loss", method="first_order"):
         """Self-influence of every training point, for the loss or the output.
 
         Parameters
         ----------
         target : {"loss", "prediction"}, default="loss"
+        method : {"first_order", "newton"}, default="first_order"
+            As :meth:`influence`.
 
         Returns
         -------
         s : ndarray of shape (n_train_,)
-            ``"loss"``: ``self_influence_``.  ``"prediction"``: how much
-            removing point ``i`` changes its own prediction, times
+            ``"loss"``: ``self_influence_`` (first order).  ``"prediction"``:
+            how much removing point ``i`` changes its own prediction, times
             ``n_train_`` (regression: ``y_hat_i``; classification: the
             log-probability of its predicted class).
         """
         check_is_fitted(self)
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+        if _check_method(method) == "newton":
+            return newton_self_influence(
+                self.adapter_,
+                self.curvature_,
+                target=target,
+                train_gradient=self.train_gradient_,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+            )
         if target == "loss":
             return self.self_influence_
         if target != "prediction":
@@ -572,13 +616,16 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.__dict__[name] = value
         return value
 
-    def parameter_change(self, indices):
+    def parameter_change(self, indices, *, method="first_order"):
         """Predicted parameter shift when each listed training point is removed.
 
         Parameters
         ----------
-        indices : array-like of int of shape (k,)
+        indices : array-like of int of shape (k,) or bool mask of shape (n_train_,)
             Training rows.
+        method : {"first_order", "newton"}, default="first_order"
+            As :meth:`influence`; ``"newton"`` is the exact leave-one-out
+            change for least squares and ridge.
 
         Returns
         -------
@@ -590,9 +637,139 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             intercept) is zero.
         """
         check_is_fitted(self)
+        if _check_method(method) == "newton":
+            return newton_parameter_change(
+                self.adapter_,
+                self.curvature_,
+                indices,
+                train_gradient=self.train_gradient_,
+            )
         return parameter_change(
             self.adapter_, self.curvature_, indices, train_gradient=self.train_gradient_
         )
+
+    def diagnostics(self):
+        """Regression diagnostics, one row per training row.
+
+        The quantities statisticians know, on the penalised objective the
+        model actually minimises, for every closed-form scikit-learn model
+        (not for networks yet).  ``n`` rows, ``p = n_params`` parameters,
+        ``h_i`` the leverage, ``r_i`` the Pearson residual (times
+        ``sqrt(w_i)``), ``phi`` the dispersion (1 for binomial and Poisson
+        models; else ``sum r^2 / (n - p)``) and ``phi_(i) = (sum r^2 -
+        r_i^2 / (1 - h_i)) / (n - p - 1)`` its leave-one-out value.
+
+        Returns
+        -------
+        table : pandas.DataFrame of shape (n_train_, 9 + n_params)
+            Indexed like the ``X`` passed to ``fit`` (its index when it was a
+            DataFrame, else ``train_indices_``).  Columns:
+
+            - ``leverage``: ``h_i = tr(M_i J_i (H + damping I)^{-1} J_i^T) /
+              n``, the diagonal of the (penalised) hat matrix: ``x_i^T (X^T
+              X)^{-1} x_i`` for least squares, the hat matrix diagonal with
+              the observed information for GLMs and logistic regression, the
+              generalised leverage of the Gauss-Newton form for models with
+              several outputs; with the chosen curvature backend.
+            - ``residual``: the response residual ``y_i - mu_i``.
+            - ``studentized_residual``: ``r_i / sqrt(phi (1 - h_i))``.
+            - ``external_studentized_residual``: ``r_i / sqrt(phi_(i) (1 -
+              h_i))`` (equal to the internal one when the dispersion is 1).
+            - ``cooks_distance``: ``r_int^2 h_i / (p (1 - h_i))``; for models
+              with several outputs ``n dtheta_i^T H dtheta_i / p``.
+            - ``dffits``: ``r_ext sqrt(h_i / (1 - h_i))``.
+            - ``cov_ratio``: ``(phi_(i) / phi)^p / (1 - h_i)``.
+            - ``loo_residual``: ``y_i - mu_(i)`` after the Newton removal
+              step: exact (PRESS) for least squares and ridge, where it
+              equals ``RidgeCV``'s leave-one-out residuals; one-step otherwise.
+            - ``self_influence``: ``self_influence_``.
+            - ``dfbeta_<parameter>``: ``theta - theta_(i)`` by the Newton step
+              (statsmodels' ``dfbeta`` / ``d_params`` sign; the opposite of
+              :meth:`parameter_change` with ``method="newton"``).
+
+            Columns that need a scalar residual are NaN for models with
+            several outputs (multiclass, multi-target).
+
+        Notes
+        -----
+        Unpenalised, these are statsmodels' ``OLSInfluence`` (least squares)
+        and ``GLMInfluence`` (logistic, Poisson, Gamma, Tweedie) values; with
+        a penalty they are the same formulas on the penalised hat matrix.
+        One exception: for a GLM whose link is not canonical (Gamma or
+        Tweedie with a log link), statsmodels' ``d_params`` is a Fisher-scoring
+        step while ``dfbeta`` here is the Newton step on the observed Hessian
+        (the one that predicts an actual refit).
+
+        References
+        ----------
+        Cook, R. D. and Weisberg, S. "Residuals and Influence in Regression."
+        Chapman & Hall, 1982.  Pregibon, D. "Logistic Regression Diagnostics."
+        Annals of Statistics 9(4), 1981.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_diabetes
+        >>> from sklearn.linear_model import LinearRegression
+        >>> from skinfluence import InfluenceScorer
+        >>> X, y = load_diabetes(return_X_y=True, as_frame=True)
+        >>> table = InfluenceScorer(LinearRegression()).fit(X, y).diagnostics()
+        >>> table[["leverage", "cooks_distance"]].shape
+        (442, 2)
+        >>> bool(abs(table["leverage"].sum() - 11) < 1e-8)  # trace of the hat matrix
+        True
+        """
+        check_is_fitted(self)
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas is a dev extra
+            raise ImportError(
+                "diagnostics() returns a pandas DataFrame: pip install pandas."
+            ) from exc
+        cols = regression_diagnostics(
+            self.adapter_,
+            self.curvature_,
+            train_gradient=self.train_gradient_,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
+        dfbeta = cols.pop("dfbeta")
+        cols["self_influence"] = self.self_influence_
+        order = [
+            "leverage",
+            "residual",
+            "studentized_residual",
+            "external_studentized_residual",
+            "cooks_distance",
+            "dffits",
+            "cov_ratio",
+            "loo_residual",
+            "self_influence",
+        ]
+        table = pd.DataFrame({k: cols[k] for k in order})
+        names = self._parameter_names()
+        table = pd.concat(
+            [table, pd.DataFrame(dfbeta, columns=[f"dfbeta_{n}" for n in names])],
+            axis=1,
+        )
+        index = self._train_index
+        table.index = (
+            index[self.train_indices_] if index is not None else self.train_indices_
+        )
+        return table
+
+    def _parameter_names(self):
+        adapter = self.adapter_
+        pre = getattr(adapter, "preprocess", None)
+        features = getattr(self, "feature_names_in_", None)
+        if pre is not None:
+            try:
+                features = pre.get_feature_names_out()
+            except (AttributeError, ValueError, TypeError):
+                features = None
+        namer = getattr(adapter, "parameter_names", None)
+        if namer is None:
+            return [str(j) for j in range(adapter.n_params)]
+        return namer(features)
 
     def transform(self, X):
         """Label-free prediction influence, ``influence(X, target="prediction")``.

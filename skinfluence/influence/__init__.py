@@ -13,6 +13,13 @@ from ._core import (
     stationarity,
     warn_if_not_stationary,
 )
+from ._newton import (
+    generalized_leverage,
+    newton_pairwise,
+    newton_parameter_change,
+    newton_self_influence,
+    regression_diagnostics,
+)
 from ._noisy import (
     tracin_self_influence,
     validation_minimum_label_scores,
@@ -29,6 +36,11 @@ from ._questions import (
 
 __all__ = [
     "TARGETS",
+    "generalized_leverage",
+    "newton_pairwise",
+    "newton_parameter_change",
+    "newton_self_influence",
+    "regression_diagnostics",
     "group_influence",
     "influence_on_mean_loss",
     "input_perturbation",

@@ -244,6 +244,31 @@ class HuberAdapter:
         """The Gauss-Newton matrix: the Hessian itself (it is PSD here)."""
         return self.hessian_operator()
 
+    def row_curvature(self, rows: Any = slice(None)) -> tuple[NDArray, NDArray]:
+        """Each row's curvature ``J_i^T M_i J_i``: ``J_i = u_i`` (one row),
+        ``M_i = 2 w_i / sigma`` for inliers and 0 for outliers."""
+        U, c = self._curvature_rows(rows)
+        return U[:, None, :], c[:, None, None]
+
+    def residual_parts(self) -> dict[str, Any]:
+        """Response residuals ``y - x w - c``; the scale is estimated."""
+        e = self._residuals(self._Xt, self.y, self._theta)
+        return {
+            "response": e,
+            "pearson": e * np.sqrt(self.weights),
+            "dmu_dz": np.ones_like(e),
+            "fixed_dispersion": False,
+        }
+
+    def parameter_names(self, feature_names: Any = None) -> list[str]:
+        """``<feature>``, ``intercept`` and ``scale``."""
+        d = self.X_features.shape[1]
+        names = list(feature_names) if feature_names is not None else None
+        if names is None or len(names) != d:
+            names = [f"x{j}" for j in range(d)]
+        extra = (["intercept"] if self.fit_intercept else []) + ["scale"]
+        return [str(f) for f in names] + extra
+
     def data_hessian_sum(self, rows: Any = slice(None)) -> NDArray:
         """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty."""
         U, c = self._curvature_rows(rows)

@@ -817,6 +817,83 @@ class LinearAdapter:
                 H[m, :, k, :] = block.T
         return H.reshape(self.n_params, self.n_params)
 
+    def row_curvature(self, rows: Any = slice(None)) -> tuple[NDArray, NDArray]:
+        """Each row's curvature as ``J_i^T M_i J_i``: its output Jacobian and
+        weighted output Hessian.
+
+        Parameters
+        ----------
+        rows : slice or array of int, default=slice(None)
+            Training rows.
+
+        Returns
+        -------
+        J : ndarray of shape (b, n_outputs, n_params)
+            ``dz_i / dtheta`` (``I_K (x) x~_i``).
+        M : ndarray of shape (b, n_outputs, n_outputs)
+            ``w_i d^2 loss_i / dz^2``, so that ``w_i Hessian(loss_i) =
+            J_i^T M_i J_i`` (the Gauss-Newton form, exact here).
+        """
+        Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
+        K, dt, b = self.n_outputs, self._dt, len(Xt)
+        M = self._loss.hess_entries(Z, T) * self.weights[rows][:, None, None]
+        J = np.zeros((b, K, K, dt))
+        J[:, np.arange(K), np.arange(K), :] = Xt[:, None, :]
+        return J.reshape(b, K, K * dt), M
+
+    def residual_parts(self) -> dict[str, Any]:
+        """Residuals of a single-output model, for regression diagnostics.
+
+        Returns
+        -------
+        parts : dict
+            ``"response"``: ``y - mu`` (the label's 0/1 code for a binary
+            likelihood classifier, its {-1, +1} code for ``RidgeClassifier``);
+            ``"pearson"``: the response residual over ``sqrt(Var(mu))``
+            (``Var = 1`` for least squares, ``mu (1 - mu)`` binomial,
+            ``mu^p`` Tweedie) times ``sqrt(w_i)``; ``"dmu_dz"``: the mean's
+            derivative in the linear predictor; ``"fixed_dispersion"``: the
+            family's dispersion is 1 (binomial, Poisson) rather than
+            estimated.
+        """
+        if self.n_outputs != 1:
+            raise ValueError(
+                "Residual diagnostics need a single-output model; this one has "
+                f"{self.n_outputs} outputs (a multiclass classifier or several "
+                "targets). Leverage, Cook's distance and self-influence remain "
+                "available."
+            )
+        Z, t = self._Z[:, 0], self._T[:, 0]
+        loss = self._loss
+        if isinstance(loss, _BinomialLoss):
+            mu = expit(Z)
+            var, dmu, fixed = mu * (1 - mu), mu * (1 - mu), True
+        elif isinstance(loss, _TweedieLoss):
+            mu, dmu = (a[:, 0] for a in loss.mean(Z[:, None]))
+            var, fixed = mu**loss.power, loss.power == 1
+        else:
+            mu, var, dmu, fixed = Z, np.ones_like(Z), np.ones_like(Z), False
+        e = t - mu
+        return {
+            "response": e,
+            "pearson": e / np.sqrt(var) * np.sqrt(self.weights),
+            "dmu_dz": dmu,
+            "fixed_dispersion": fixed,
+        }
+
+    def parameter_names(self, feature_names: Any = None) -> list[str]:
+        """A name per parameter: ``<feature>`` and ``intercept``, prefixed by
+        the class (or output index) when there are several outputs."""
+        d = self.X_features.shape[1]
+        names = list(feature_names) if feature_names is not None else None
+        if names is None or len(names) != d:
+            names = [f"x{j}" for j in range(d)]
+        names = [str(f) for f in names] + (["intercept"] if self.fit_intercept else [])
+        if self.n_outputs == 1:
+            return names
+        heads = self.classes if self.classes is not None else range(self.n_outputs)
+        return [f"{k}_{f}" for k in heads for f in names]
+
     def hessian_matrix(self) -> NDArray:
         """Dense ``H + N N^T`` of shape (n_params, n_params), closed form."""
         H = self.data_hessian_sum() / self.n_train

@@ -1,0 +1,270 @@
+"""Newton-corrected removal and the regression diagnostics built on it.
+
+First-order removal moves the parameters by ``(H + damping I)^{-1} g_i / n``.
+One Newton step of the objective *without* point ``i`` uses its Hessian
+``H - J_i^T M_i J_i / n`` instead (``J_i`` the row's output Jacobian, ``M_i``
+its weighted output Hessian, so ``J_i^T M_i J_i`` is the row's own curvature).
+By the Woodbury identity, with ``C_i = J_i H^{-1} J_i^T`` (``K x K``)::
+
+    n dtheta_i = H^{-1} g_i + H^{-1} J_i^T a_i,
+    a_i = M_i (n I - C_i M_i)^{-1} J_i H^{-1} g_i,
+
+which costs ``K + 1`` solves per row and never forms a ``p x p`` matrix.  For
+least squares and ridge it is the exact leave-one-out change (the leverage
+correction ``1 / (1 - h_i)``); for GLMs it is Pregibon's one-step estimate
+(statsmodels' ``GLMInfluence.d_params`` with the opposite sign); for any other
+curvature backend it is the same step with that backend's ``H``.
+
+The generalised leverage of row ``i`` is ``h_i = tr(M_i C_i) / n``: for least
+squares the hat matrix diagonal ``x_i^T (X^T X)^{-1} x_i``, for a GLM the
+hat matrix diagonal with the observed information (statsmodels'
+``get_hat_matrix_diag(observed=True)``, its default), and for a penalised model
+the diagonal of the penalised hat matrix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..utils._chunks import chunk_size, chunks
+from ..utils._progress import progress
+from ..utils._validation import check_indices
+
+#: ``I - C M / n`` with a singular value below this is treated as singular:
+#: the row's leverage is 1 to within rounding.
+_SINGULAR = 1e-10
+
+
+def _require_rows(adapter: Any, what: str) -> None:
+    if not hasattr(adapter, "row_curvature"):
+        raise TypeError(
+            f"{what} needs each training row's own curvature block (its output "
+            f"Jacobian and output Hessian), which the {type(adapter).__name__} "
+            "does not provide (available for the closed-form scikit-learn "
+            "models). Use method='first_order'."
+        )
+
+
+def _row_block(adapter: Any, batch_size: int | None) -> int:
+    width = adapter.n_params * (getattr(adapter, "n_outputs", 1) + 2)
+    return chunk_size(max(width, adapter.n_train), batch_size)
+
+
+def newton_terms(
+    adapter: Any,
+    backend: Any,
+    rows: Any,
+    *,
+    train_gradient: str = "loss",
+) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """The pieces of the Newton step for a block of training rows.
+
+    Returns
+    -------
+    Hg : ndarray of shape (b, p)
+        ``H^{-1} g_i`` (first order, times ``n``).
+    HJ : ndarray of shape (b, K, p)
+        ``H^{-1} J_i^T``, one column per output.
+    a : ndarray of shape (b, K)
+        The correction coefficients: ``n dtheta_i = Hg_i + HJ_i^T a_i``.
+    J : ndarray of shape (b, K, p)
+        The rows' output Jacobians.
+    """
+    n, p = adapter.n_train, adapter.n_params
+    G = adapter.train_grads(rows, total=train_gradient == "total")
+    J, M = adapter.row_curvature(rows)
+    b, K, _ = J.shape
+    Hg = backend.solve(G.T).T
+    HJ = backend.solve(J.reshape(b * K, p).T).T.reshape(b, K, p)
+    C = np.einsum("bkp,blp->bkl", J, HJ)
+    Jv = np.einsum("bkp,bp->bk", J, Hg)
+    A = np.eye(K) - C @ M / n
+    # a row whose removal leaves the parameters undetermined (leverage 1)
+    singular = np.linalg.svd(A, compute_uv=False).min(axis=1) < _SINGULAR
+    A[singular] = np.eye(K)
+    a = np.linalg.solve(A, Jv[:, :, None])[:, :, 0] / n
+    a[singular] = np.nan
+    a = np.einsum("bkl,bl->bk", M, a)
+    return Hg, HJ, a, J
+
+
+def _row_blocks(adapter, batch_size, verbose, desc) -> Iterator[slice]:
+    blocks = list(chunks(adapter.n_train, _row_block(adapter, batch_size)))
+    yield from progress(blocks, desc=desc, verbose=verbose)
+
+
+def _warn_if_undetermined(values: NDArray, what: str) -> None:
+    if np.any(~np.isfinite(values)):
+        warnings.warn(
+            f"{what}: the Newton step is undefined for "
+            f"{int(np.sum(~np.isfinite(values).reshape(len(values), -1).any(1)))} "
+            "row(s) that the model fits by themselves (leverage 1: removing one "
+            "leaves its parameters undetermined); their values are NaN. Add "
+            "damping or use method='first_order'.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def newton_parameter_change(
+    adapter: Any,
+    backend: Any,
+    indices: Any,
+    *,
+    train_gradient: str = "loss",
+) -> NDArray:
+    """``theta_{-i} - theta`` by one Newton step without each listed row, (k, p)."""
+    _require_rows(adapter, "method='newton'")
+    idx = check_indices(indices, adapter.n_train)
+    if idx.size == 0:
+        return np.empty((0, adapter.n_params))
+    Hg, HJ, a, _ = newton_terms(adapter, backend, idx, train_gradient=train_gradient)
+    out = (Hg + np.einsum("bkp,bk->bp", HJ, a)) / adapter.n_train
+    _warn_if_undetermined(out, "parameter_change")
+    return out
+
+
+def newton_self_influence(
+    adapter: Any,
+    backend: Any,
+    *,
+    target: str = "loss",
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``n grad f_i^T dtheta_i`` with the Newton step, ``f_i`` the row's own
+    loss or prediction: (n,)."""
+    _require_rows(adapter, "method='newton'")
+    out = np.empty(adapter.n_train)
+    for t in _row_blocks(adapter, batch_size, verbose, "self-influence (Newton)"):
+        Hg, HJ, a, _ = newton_terms(adapter, backend, t, train_gradient=train_gradient)
+        if target == "loss":
+            G = adapter.train_grads(t)
+        else:
+            G = adapter.train_prediction_grads(t)
+        out[t] = np.einsum("bp,bp->b", G, Hg + np.einsum("bkp,bk->bp", HJ, a))
+    _warn_if_undetermined(out, "self_influence")
+    return out
+
+
+def newton_pairwise(
+    adapter: Any,
+    backend: Any,
+    Gq: NDArray,
+    *,
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``S[j, i] = n grad f_j^T dtheta_i`` with the Newton step, (m, n).
+
+    With ``q_j = H^{-1} grad f_j``: ``S[j, i] = q_j^T g_i + (J_i q_j)^T a_i``.
+    """
+    _require_rows(adapter, "method='newton'")
+    Q = backend.solve(Gq.T).T  # (m, p)
+    S = np.empty((len(Gq), adapter.n_train))
+    total = train_gradient == "total"
+    for t in _row_blocks(adapter, batch_size, verbose, "influence (Newton)"):
+        _, _, a, J = newton_terms(adapter, backend, t, train_gradient=train_gradient)
+        G = adapter.train_grads(t, total=total)
+        S[:, t] = Q @ G.T + np.einsum("mp,bkp,bk->mb", Q, J, a)
+    _warn_if_undetermined(S.T, "influence")
+    return S
+
+
+def generalized_leverage(
+    adapter: Any,
+    backend: Any,
+    *,
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """``h_i = tr(M_i J_i (H + damping I)^{-1} J_i^T) / n``, (n,)."""
+    _require_rows(adapter, "The leverage")
+    n, p = adapter.n_train, adapter.n_params
+    out = np.empty(n)
+    for t in _row_blocks(adapter, batch_size, verbose, "leverage"):
+        J, M = adapter.row_curvature(t)
+        b, K, _ = J.shape
+        HJ = backend.solve(J.reshape(b * K, p).T).T.reshape(b, K, p)
+        C = np.einsum("bkp,blp->bkl", J, HJ)
+        out[t] = np.einsum("bkl,blk->b", M, C) / n
+    return out
+
+
+def regression_diagnostics(
+    adapter: Any,
+    backend: Any,
+    *,
+    train_gradient: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> dict[str, NDArray]:
+    """Every diagnostic column, as arrays of shape (n,) (and ``dfbeta``, (n, p)).
+
+    Single-output models follow statsmodels' ``OLSInfluence`` (least squares)
+    and ``GLMInfluence`` (likelihood models) on the penalised hat matrix;
+    models with several outputs get the columns that do not need a scalar
+    residual (the others are NaN).  See ``InfluenceScorer.diagnostics``.
+    """
+    n, p = adapter.n_train, adapter.n_params
+    h = generalized_leverage(adapter, backend, batch_size=batch_size, verbose=verbose)
+    dtheta = np.empty((n, p))
+    for t in _row_blocks(adapter, batch_size, verbose, "Newton removal"):
+        Hg, HJ, a, _ = newton_terms(adapter, backend, t, train_gradient=train_gradient)
+        dtheta[t] = (Hg + np.einsum("bkp,bk->bp", HJ, a)) / n
+    out = {"leverage": h, "dfbeta": -dtheta}
+    nan = np.full(n, np.nan)
+    try:
+        parts = adapter.residual_parts()
+    except ValueError:
+        parts = None
+    if parts is None:
+        # generalised Cook's distance: the Newton step in the curvature's norm
+        Hd = adapter.hessian_matvec(dtheta.T).T
+        out.update(
+            residual=nan,
+            studentized_residual=nan,
+            external_studentized_residual=nan,
+            cooks_distance=n * np.einsum("ip,ip->i", dtheta, Hd) / p,
+            dffits=nan,
+            cov_ratio=nan,
+            loo_residual=nan,
+        )
+        return out
+    r = parts["pearson"]
+    dof = n - p
+    if parts["fixed_dispersion"]:
+        phi = 1.0
+        phi_i = np.ones(n)
+    else:
+        if dof <= 1:
+            raise ValueError(
+                f"Studentized residuals need more rows than parameters + 1; got "
+                f"{n} rows for {p} parameters."
+            )
+        ss = float(r @ r)
+        phi = ss / dof
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi_i = (ss - r**2 / (1 - h)) / (dof - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_int = r / np.sqrt(phi * (1 - h))
+        r_ext = r / np.sqrt(phi_i * (1 - h))
+        J, _ = adapter.row_curvature(slice(None))
+        dz = np.einsum("bkp,bp->bk", J, dtheta)[:, 0]
+        out.update(
+            residual=parts["response"],
+            studentized_residual=r_int,
+            external_studentized_residual=r_ext,
+            cooks_distance=r_int**2 * h / (p * (1 - h)),
+            dffits=r_ext * np.sqrt(h / (1 - h)),
+            cov_ratio=(phi_i / phi) ** p / (1 - h),
+            loo_residual=parts["response"] - parts["dmu_dz"] * dz,
+        )
+    return out

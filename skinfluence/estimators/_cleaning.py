@@ -606,6 +606,9 @@ class Relabeler(_InfluenceCleaner):
             own = R[np.arange(len(R)), encode_labels(self.classes_, y)]
             self.relabel_gain_ = own - R[np.arange(len(R)), best]
             self.suspicion_ = own
+        # a tie (a row of zero weight scores 0 for every label) keeps the label
+        codes = encode_labels(self.classes_, y)
+        best = np.where(self.relabel_gain_ > 0, best, codes)
         self.suggested_labels_ = self.classes_[best]
         # suspects first (the highest suspicion among the fitted rows), then
         # only the ones whose best label is predicted to help

@@ -361,6 +361,32 @@ def test_relabeler_gain_with_integer_weights_is_repeated_rows(small):
         n / N * w[pos] * repeated.relabel_gain_[first[pos]],
         rtol=1e-5,
     )
+    # a row of zero weight has no gradient to change: no gain, its own label
+    assert_array_equal(weighted.relabel_gain_[~pos], 0.0)
+    assert_array_equal(weighted.suggested_labels_[~pos], y[~pos])
+
+
+@pytest.mark.parametrize("method", ["label_influence", "vm"])
+def test_relabeler_leaves_rows_of_zero_weight_alone(small, method):
+    X, y, w, Xv, yv = small
+    extra = {"finetune": Finetuner(n_steps=300), "random_state": 0}
+    rel = Relabeler(_lr(), method=method, max_fraction=0.3)
+    rel.set_params(**(extra if method == "vm" else {}))
+    rel.fit(X, y, sample_weight=w, X_val=Xv, y_val=yv)
+    pos = w > 0
+    assert not rel.relabeled_mask_[~pos].any()
+    # max_fraction counts the rows in the fit: the suspects are the top
+    # floor(0.3 * n_pos) of them
+    order = np.argsort(-rel.suspicion_, kind="stable")
+    suspects = order[pos[order]][: int(0.3 * pos.sum())]
+    assert_array_equal(
+        np.flatnonzero(rel.relabeled_mask_),
+        np.sort(suspects[rel.relabel_gain_[suspects] > 0]),
+    )
+    changed = rel.y_relabeled_ != y
+    assert_array_equal(changed, rel.relabeled_mask_)
+    if method == "vm":
+        assert_array_equal(rel.suggested_labels_[~pos], y[~pos])
 
 
 @pytest.mark.parametrize("method", ["self_influence", "loss"])

@@ -47,6 +47,7 @@ from ..utils._sklearn_compat import (
     _routing_enabled,
     _safe_indexing,
 )
+from ._defaults import _ReachableDefaults
 from ._influence_scorer import InfluenceScorer, _check_sample_weight
 
 _COMMON = {
@@ -81,46 +82,6 @@ def _tukey_threshold(scores: np.ndarray) -> float:
     """Q3 + 1.5 IQR: the classic outlier fence, the documented "auto" rule."""
     q1, q3 = np.percentile(scores, [25, 75])
     return float(q3 + 1.5 * (q3 - q1))
-
-
-class _ReachableDefaults:
-    """``set_params`` builds the documented default of a ``None`` sub-estimator.
-
-    ``GridSearchCV(CleanedRegressor(Ridge()), {"cleaner__contamination": ...})``
-    sets a nested parameter of ``cleaner=None``: the default it stands for is
-    put in its place first, then tuned.  ``get_params`` still reports what
-    was passed (``None``), so ``clone`` round-trips untouched.
-    """
-
-    def _defaults(self) -> dict:
-        """Parameter name -> factory of the default that ``None`` stands for."""
-        return {}
-
-    def set_params(self, **params):
-        """Set parameters; nested ones may target a default left as ``None``.
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters.  ``<name>__<param>`` where ``<name>`` is
-            ``None`` sets ``<param>`` on a fresh instance of the documented
-            default (e.g. ``cleaner__contamination`` on
-            ``NoisyLabelDetector()``).
-
-        Returns
-        -------
-        self : estimator instance
-        """
-        defaults = self._defaults()
-        for name in {key.split("__", 1)[0] for key in params if "__" in key}:
-            if name not in defaults:
-                continue
-            if name in params:
-                if params[name] is None:
-                    params[name] = defaults[name]()
-            elif getattr(self, name) is None:
-                setattr(self, name, defaults[name]())
-        return super().set_params(**params)
 
 
 def _weights(sample_weight, X):

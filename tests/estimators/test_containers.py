@@ -484,3 +484,20 @@ def test_weights_refused_clearly_where_they_cannot_go(small):
         CleanedClassifier().fit(X, y, sample_weight=-w)
     with pytest.raises(ValueError, match="shape"):
         NoisyLabelDetector().fit(X, y, sample_weight=w[1:])
+
+
+def test_routing_sends_weights_and_validation_set_to_the_cleaner(small):
+    X, y, w, Xv, yv = small
+    det = NoisyLabelDetector(_lr(), method="validation_influence", contamination=0.1)
+    direct = clone(det).fit(X, y, sample_weight=w, X_val=Xv, y_val=yv)
+    with _routing(True):
+        routed_det = clone(det).set_fit_request(
+            sample_weight=True, X_val=True, y_val=True
+        )
+        est = _lr().set_fit_request(sample_weight=True)
+        model = CleanedClassifier(est, routed_det)
+        model.fit(X, y, sample_weight=w, X_val=Xv, y_val=yv)
+    assert_allclose(model.cleaner_.scores_, direct.scores_, rtol=1e-9)
+    keep = direct.sample_indices_
+    ref = _lr().fit(X[keep], y[keep], sample_weight=w[keep])
+    assert_allclose(model.estimator_.coef_, ref.coef_, rtol=1e-6)

@@ -15,6 +15,7 @@ from sklearn.base import (
     clone,
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_consistent_length, column_or_1d, get_tags
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
@@ -22,7 +23,7 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
 from ..curvature import CURVATURES, make_curvature
 from ..exceptions import NotAtOptimumWarning
@@ -46,7 +47,8 @@ from ..utils._sklearn_compat import (
     _routing_enabled,
     _safe_indexing,
 )
-from ._influence_scorer import InfluenceScorer
+from ._defaults import _ReachableDefaults
+from ._influence_scorer import InfluenceScorer, _check_sample_weight
 
 _COMMON = {
     "estimator": [HasMethods(["fit"]), None],
@@ -63,8 +65,17 @@ _NO_TRAIN_CURVATURE = frozenset({"loss", "tracin", "vm", "fvm"})
 
 
 def _row_indexable(X):
-    """CSR for any sparse format (COO/DIA/BSR cannot be indexed by rows)."""
-    return X.tocsr() if sparse.issparse(X) else X
+    """``X`` in a container whose rows can be taken, changed only if need be.
+
+    Sparse formats become CSR (COO/DIA/BSR cannot be indexed by rows) and an
+    array-like without indexing (only ``__array__``) becomes an ndarray;
+    DataFrames, lists of documents and arrays pass unchanged.
+    """
+    if sparse.issparse(X):
+        return X.tocsr()
+    if not hasattr(X, "__getitem__") and hasattr(X, "__array__"):
+        return np.asarray(X)
+    return X
 
 
 def _tukey_threshold(scores: np.ndarray) -> float:
@@ -73,12 +84,27 @@ def _tukey_threshold(scores: np.ndarray) -> float:
     return float(q3 + 1.5 * (q3 - q1))
 
 
-class _InfluenceCleaner(BaseEstimator):
+def _weights(sample_weight, X):
+    """Validated weights, or ones when none are given."""
+    if sample_weight is None:
+        return np.ones(_num_samples(X))
+    return _check_sample_weight(sample_weight, X)
+
+
+class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
     """Shared plumbing: fit an InfluenceScorer, score, then resample."""
 
-    def _fit_scorer(self, X, y):
-        # a refit with another method must not keep the last VM/FVM state
-        for stale in ("finetune_info_", "validation_curvature_"):
+    def _defaults(self):
+        return {"estimator": LogisticRegression, "finetune": Finetuner}
+
+    def _fit_scorer(self, X, y, sample_weight):
+        # a refit must not keep the last fit's VM/FVM state or feature info
+        for stale in (
+            "finetune_info_",
+            "validation_curvature_",
+            "n_features_in_",
+            "feature_names_in_",
+        ):
             self.__dict__.pop(stale, None)
         estimator = LogisticRegression() if self.estimator is None else self.estimator
         free = self.method in _NO_TRAIN_CURVATURE
@@ -92,7 +118,7 @@ class _InfluenceCleaner(BaseEstimator):
         with warnings.catch_warnings():
             if free:
                 warnings.simplefilter("ignore", NotAtOptimumWarning)
-            self.scorer_ = scorer.fit(X, y)
+            self.scorer_ = scorer.fit(X, y, sample_weight=sample_weight)
         if len(scorer.train_indices_) != _num_samples(X):
             raise ValueError(
                 f"The model trained on {len(scorer.train_indices_)} of the "
@@ -100,11 +126,10 @@ class _InfluenceCleaner(BaseEstimator):
                 "so not every label can be scored; set train_split=None on the net "
                 "for cleaning."
             )
-        self.n_features_in_ = scorer.n_features_in_
-        if hasattr(scorer, "feature_names_in_"):
-            self.feature_names_in_ = scorer.feature_names_in_
-        if hasattr(scorer, "classes_"):
-            self.classes_ = scorer.classes_
+        # a text pipeline's list of strings has no feature count
+        for name in ("n_features_in_", "feature_names_in_", "classes_"):
+            if hasattr(scorer, name):
+                setattr(self, name, getattr(scorer, name))
         return self.scorer_
 
     def _validation_set(self, X, y, X_val, y_val):
@@ -153,13 +178,18 @@ class _InfluenceCleaner(BaseEstimator):
         self.validation_curvature_ = backend
         return adapter, backend
 
-    def fit_resample(self, X, y, **fit_params):
+    def fit_resample(self, X, y, sample_weight=None, **fit_params):
         """Fit, then return the cleaned training set.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            As the model takes it (a ``DataFrame``, a list of documents for a
+            text pipeline, a sparse matrix): the kept rows come back in the
+            same container (sparse formats without row indexing as CSR).
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
         **fit_params : dict
             ``X_val``, ``y_val``: a trusted validation set.
 
@@ -167,10 +197,11 @@ class _InfluenceCleaner(BaseEstimator):
         -------
         X_resampled, y_resampled
             The kept rows (detectors) or every row with suggested labels
-            (relabelers); ``sample_indices_`` says which rows.
+            (relabelers); ``sample_indices_`` says which rows (use it to
+            slice ``sample_weight``).
         """
         X = _row_indexable(X)
-        self.fit(X, y, **fit_params)
+        self.fit(X, y, sample_weight=sample_weight, **fit_params)
         return _safe_indexing(X, self.sample_indices_), self._resampled_y(y)
 
     def __sklearn_tags__(self):
@@ -191,7 +222,9 @@ class NoisyLabelDetector(_InfluenceCleaner):
     estimator : estimator object, default=None
         The model whose influence is measured (any model
         :class:`~skinfluence.InfluenceScorer` supports); ``None`` means
-        ``LogisticRegression()``.
+        ``LogisticRegression()``.  Defaults left as ``None`` (``estimator``,
+        ``finetune``) are reachable by ``set_params``/``GridSearchCV``:
+        ``estimator__C`` puts the default in place of ``None`` first.
     method : {"self_influence", "loss", "validation_influence", "tracin", \
             "vm", "fvm"}, default="self_influence"
         ``"self_influence"``: ``g_i^T (H + damping I)^{-1} g_i`` (Koh & Liang's
@@ -262,6 +295,37 @@ class NoisyLabelDetector(_InfluenceCleaner):
     -----
     ``fit_predict`` returns -1 for flagged points and +1 otherwise, as outlier
     detectors do, but this is not an outlier detector: it needs ``y``.
+
+    **Sample weights.**  With ``sample_weight`` the model is fitted to the
+    weighted objective ``(1/n) sum_i w_i loss_i + penalty`` and every score is
+    that of row ``i`` as it enters that objective, through its term
+    ``w_i loss_i``, so each still speaks of removing the row from the
+    *weighted* refit:
+
+    - ``"self_influence"``: ``(w_i g_i)^T (H_w + damping I)^{-1} (w_i g_i)``
+      with ``H_w`` the weighted Hessian: ``n`` times the predicted rise of
+      ``w_i loss_i`` when row ``i`` leaves the weighted refit;
+    - ``"validation_influence"``: the predicted harm of that removal to the
+      mean validation loss (the row's gradient is ``w_i g_i``);
+    - ``"loss"``: ``w_i loss_i``, what removing the row takes out of the
+      weighted training loss at the fitted parameters;
+    - ``"vm"``/``"fvm"``: ``w_i^2 g~_i^T (H~_val + damping I)^{-1} g~_i``:
+      fine-tuning starts from the weighted fit and the row's gradient is
+      ``w_i g~_i`` (the validation set is unweighted);
+    - ``"tracin"``: networks do not take weights yet.
+
+    So a row of integer weight ``k`` scores as its ``k`` copies together in
+    the fit on repeated rows: their summed loss (``"loss"``), the quadratic
+    form of their summed gradient (``"vm"``/``"fvm"``), and for the two
+    influence methods the same times ``n / sum(w)``, the ratio of the
+    ``1/n`` mean-loss scales of the two fits.  A row of zero weight is not in
+    the fit: it scores 0, is never flagged, and ``contamination`` and the
+    ``"auto"`` fence count only rows of positive weight.  With
+    ``damping=0`` zero weight therefore flags exactly what leaving the row
+    out does (the influence scores of the other rows change by one common
+    factor, which moves neither the ranking nor the fence).
+    ``class_weight`` enters the influence methods (it weighs the gradients)
+    but not ``"loss"`` nor ``"vm"``/``"fvm"``.
     """
 
     _parameter_constraints: dict = {
@@ -300,13 +364,19 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Score every training point and flag the suspicious ones.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            As the model takes it: a ``DataFrame`` for a ``ColumnTransformer``
+            that selects columns by name, a list of documents for a text
+            pipeline, a sparse matrix.  It reaches the model unchanged.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative per-row weights: the model is fitted with them and
+            the scores are those of the weighted fit (see Notes).
         X_val, y_val : array-like, default=None
             A trusted (clean) validation set: required by ``method="vm"`` and
             ``"fvm"``, used by ``"validation_influence"``.
@@ -315,18 +385,19 @@ class NoisyLabelDetector(_InfluenceCleaner):
         -------
         self : NoisyLabelDetector
         """
-        X = _row_indexable(X)
-        scorer = self._fit_scorer(X, y)
+        X, y = _row_indexable(X), _row_indexable(y)
+        w = _weights(sample_weight, X)
+        scorer = self._fit_scorer(X, y, sample_weight)
         a, backend = scorer.adapter_, scorer.curvature_
         if self.method == "self_influence":
             scores = scorer.self_influence_
         elif self.method == "loss":
-            scores = a.loss(X, y)
+            scores = w * a.loss(X, y)
         elif self.method == "tracin":
             scores = tracin_self_influence(a, verbose=self.verbose)
         elif self.method in ("vm", "fvm"):
             a_val, b_val = self._validation_minimum(X, y, X_val, y_val)
-            scores = validation_minimum_scores(
+            scores = w**2 * validation_minimum_scores(
                 a_val, b_val, X, np.asarray(y), verbose=self.verbose
             )
         else:
@@ -334,26 +405,29 @@ class NoisyLabelDetector(_InfluenceCleaner):
             scores = -influence_on_mean_loss(a, backend, Xv, yv)
         self.scores_ = np.asarray(scores, dtype=float)
         self.ranking_ = np.argsort(-self.scores_, kind="stable")
+        # a row of zero weight is not in the fit: never flagged, not counted
+        fitted = w > 0
         if self.contamination == "auto":
-            self.threshold_ = _tukey_threshold(self.scores_)
-            self.noisy_mask_ = self.scores_ > self.threshold_
+            self.threshold_ = _tukey_threshold(self.scores_[fitted])
+            self.noisy_mask_ = (self.scores_ > self.threshold_) & fitted
         else:
-            k = int(round(self.contamination * len(self.scores_)))
+            order = self.ranking_[fitted[self.ranking_]]
+            k = int(round(self.contamination * len(order)))
             self.noisy_mask_ = np.zeros(len(self.scores_), dtype=bool)
-            self.noisy_mask_[self.ranking_[:k]] = True
-            self.threshold_ = (
-                float(self.scores_[self.ranking_[k - 1]]) if k else float("inf")
-            )
+            self.noisy_mask_[order[:k]] = True
+            self.threshold_ = float(self.scores_[order[k - 1]]) if k else float("inf")
         self.sample_indices_ = np.flatnonzero(~self.noisy_mask_)
         return self
 
-    def fit_predict(self, X, y, **fit_params):
+    def fit_predict(self, X, y, sample_weight=None, **fit_params):
         """-1 for flagged points, +1 for the rest.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
         **fit_params : dict
             ``X_val``, ``y_val``.
 
@@ -361,7 +435,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        self.fit(X, y, **fit_params)
+        self.fit(X, y, sample_weight=sample_weight, **fit_params)
         return np.where(self.noisy_mask_, -1, 1)
 
     def _resampled_y(self, y):
@@ -450,13 +524,23 @@ class Relabeler(_InfluenceCleaner):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Suggest labels and choose which to change.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            As the model takes it (``DataFrame``, list of documents, sparse);
+            it reaches the model unchanged.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative per-row weights the model is fitted with.  Changing
+            a row's label changes its term ``w_i loss_i`` of the weighted
+            objective, so the gains and suspicions are those of the weighted
+            fit (``"vm"``/``"fvm"``: the scores of row ``i`` times ``w_i^2``,
+            as in :class:`NoisyLabelDetector`).  Rows of zero weight are
+            never relabelled and ``max_fraction`` counts rows of positive
+            weight.
         X_val, y_val : array-like, default=None
             A trusted (clean) validation set.
 
@@ -464,8 +548,9 @@ class Relabeler(_InfluenceCleaner):
         -------
         self : Relabeler
         """
-        X = _row_indexable(X)
-        scorer = self._fit_scorer(X, y)
+        X, y = _row_indexable(X), _row_indexable(y)
+        w = _weights(sample_weight, X)
+        scorer = self._fit_scorer(X, y, sample_weight)
         if not scorer.adapter_.is_classifier:
             raise ValueError("Relabeler needs a classifier.")
         if self.method == "label_influence":
@@ -477,15 +562,21 @@ class Relabeler(_InfluenceCleaner):
         else:
             a_val, b_val = self._validation_minimum(X, y, X_val, y_val)
             R = validation_minimum_label_scores(a_val, b_val, X, verbose=self.verbose)
+            R = w[:, None] ** 2 * R
             best = np.argmin(R, axis=1)
             own = R[np.arange(len(R)), encode_labels(self.classes_, y)]
             self.relabel_gain_ = own - R[np.arange(len(R)), best]
             self.suspicion_ = own
+        # a tie (a row of zero weight scores 0 for every label) keeps the label
+        codes = encode_labels(self.classes_, y)
+        best = np.where(self.relabel_gain_ > 0, best, codes)
         self.suggested_labels_ = self.classes_[best]
-        # suspects first (the highest suspicion), then only the ones whose
-        # best label is predicted to help
-        k = int(np.floor(self.max_fraction * len(R)))
-        suspects = np.argsort(-self.suspicion_, kind="stable")[:k]
+        # suspects first (the highest suspicion among the fitted rows), then
+        # only the ones whose best label is predicted to help
+        order = np.argsort(-self.suspicion_, kind="stable")
+        order = order[w[order] > 0]
+        k = int(np.floor(self.max_fraction * len(order)))
+        suspects = order[:k]
         chosen = suspects[self.relabel_gain_[suspects] > 0]
         self.relabeled_mask_ = np.zeros(len(R), dtype=bool)
         self.relabeled_mask_[chosen] = True
@@ -495,13 +586,15 @@ class Relabeler(_InfluenceCleaner):
         self.sample_indices_ = np.arange(len(R))
         return self
 
-    def fit_relabel(self, X, y, **fit_params):
+    def fit_relabel(self, X, y, sample_weight=None, **fit_params):
         """Fit and return ``y_relabeled_``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
         **fit_params : dict
             ``X_val``, ``y_val``.
 
@@ -509,7 +602,7 @@ class Relabeler(_InfluenceCleaner):
         -------
         y_relabeled : ndarray of shape (n_samples,)
         """
-        return self.fit(X, y, **fit_params).y_relabeled_
+        return self.fit(X, y, sample_weight=sample_weight, **fit_params).y_relabeled_
 
     def _resampled_y(self, y):
         return self.y_relabeled_
@@ -517,14 +610,48 @@ class Relabeler(_InfluenceCleaner):
 
 def _cleaned_has(attr):
     def check(self):
-        est = getattr(self, "estimator_", None) or self._default_estimator()
+        est = getattr(self, "estimator_", None)
+        if est is None:
+            est = self._get("estimator")
         getattr(est, attr)
         return True
 
     return check
 
 
-class _Cleaned(MetaEstimatorMixin, BaseEstimator):
+def _weight_key(estimator, role: str) -> str:
+    """The ``fit`` keyword that gives ``estimator`` its weights (routing off).
+
+    A ``Pipeline`` takes them as ``<last step>__sample_weight``, as
+    :class:`~skinfluence.InfluenceScorer` passes them.
+    """
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and has_fit_parameter(
+            last, "sample_weight"
+        ):
+            return f"{name}__sample_weight"
+    elif has_fit_parameter(estimator, "sample_weight"):
+        return "sample_weight"
+    raise TypeError(
+        f"The {role} ({type(estimator).__name__}) does not take sample_weight in "
+        "fit, so it cannot be given the weights. Use one whose fit takes "
+        "sample_weight, drop sample_weight, or enable metadata routing "
+        "(sklearn.set_config(enable_metadata_routing=True)) and request the "
+        "weights where they are wanted (set_fit_request(sample_weight=True))."
+    )
+
+
+def _is_per_sample(value, n: int) -> bool:
+    if isinstance(value, str):
+        return False
+    try:
+        return _num_samples(value) == n
+    except TypeError:
+        return False
+
+
+class _Cleaned(_ReachableDefaults, MetaEstimatorMixin, BaseEstimator):
     """Clone, clean with ``cleaner.fit_resample``, refit on what is kept."""
 
     _parameter_constraints: dict = {
@@ -539,14 +666,33 @@ class _Cleaned(MetaEstimatorMixin, BaseEstimator):
     def _default_cleaner(self):
         return NoisyLabelDetector()
 
+    def _defaults(self):
+        return {"estimator": self._default_estimator, "cleaner": self._default_cleaner}
+
+    def _get(self, name):
+        """The sub-estimator ``name``, or the default that ``None`` stands for."""
+        value = getattr(self, name)
+        return self._defaults()[name]() if value is None else value
+
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, **params):
+    def fit(self, X, y, sample_weight=None, **params):
         """Clean the training set, then fit a clone of ``estimator`` on it.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            As the estimators take it (a ``DataFrame`` for a
+            ``ColumnTransformer`` that selects columns by name, a list of
+            documents for a text pipeline, a sparse matrix): the cleaner and
+            the estimator receive it, or its kept rows, unchanged.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-row weights for the cleaner's ``fit`` and, restricted to the
+            rows the cleaner keeps (its ``sample_indices_``), the estimator's
+            ``fit``.  Without metadata routing both get them (a ``Pipeline``
+            as ``<last step>__sample_weight``) and a ``TypeError`` names the
+            one that cannot take them; with routing they go where
+            ``set_fit_request(sample_weight=True)`` asks for them.
         **params : dict
             Metadata routed (``sklearn.set_config(enable_metadata_routing=True)``)
             to the cleaner's ``fit`` (e.g. ``X_val``/``y_val`` after
@@ -563,33 +709,60 @@ class _Cleaned(MetaEstimatorMixin, BaseEstimator):
                 "is None."
             )
         _raise_for_params(params, self, "fit")
-        X = validate_data(
-            self, X, accept_sparse=True, dtype=None, ensure_all_finite=False
-        )
+        for stale in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(stale, None)
+        # records n_features_in_/feature_names_in_ when X has them; the data
+        # itself is checked (and converted) by the models that take it
+        validate_data(self, X, skip_check_array=True)
         if isinstance(self, ClassifierMixin):
             y = column_or_1d(y, warn=True)
         else:
             y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        cleaner, estimator = self._get("cleaner"), self._get("estimator")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
         if _routing_enabled():
+            if sample_weight is not None:
+                params["sample_weight"] = sample_weight
             routed = process_routing(self, "fit", **params)
             cleaner_params, est_params = routed.cleaner.fit, routed.estimator.fit
-        else:
+        elif sample_weight is None:
             cleaner_params, est_params = {}, {}
-        self.cleaner_ = clone(self.cleaner or self._default_cleaner())
+        else:
+            if _weight_key(cleaner, "cleaner") != "sample_weight":
+                raise TypeError("A cleaner must take sample_weight in fit_resample.")
+            cleaner_params = {"sample_weight": sample_weight}
+            est_params = {_weight_key(estimator, "estimator"): sample_weight}
+        self.cleaner_ = clone(cleaner)
         Xc, yc = self.cleaner_.fit_resample(X, y, **cleaner_params)
-        keep = getattr(self.cleaner_, "sample_indices_", None)
-        if keep is not None:
-            est_params = {
-                k: _safe_indexing(v, keep) if _is_per_sample(v, X) else v
-                for k, v in est_params.items()
-            }
-        self.estimator_ = clone(self.estimator or self._default_estimator())
+        est_params = self._to_kept_rows(est_params, _num_samples(X))
+        self.estimator_ = clone(estimator)
         self.estimator_.fit(Xc, yc, **est_params)
         if hasattr(self.estimator_, "classes_"):
             self.classes_ = self.estimator_.classes_
         return self
+
+    def _to_kept_rows(self, params, n):
+        """Per-sample metadata restricted to the rows the cleaner kept."""
+        per_sample = sorted(k for k, v in params.items() if _is_per_sample(v, n))
+        if not per_sample:
+            return dict(params)
+        keep = getattr(self.cleaner_, "sample_indices_", None)
+        if keep is None:
+            raise ValueError(
+                f"The cleaner {type(self.cleaner_).__name__} has no sample_indices_, "
+                "so which rows it kept is unknown and the per-sample metadata "
+                f"{per_sample} cannot follow them to the estimator. Use a cleaner "
+                "that records sample_indices_ (NoisyLabelDetector, Relabeler, "
+                "imbalanced-learn's under-samplers) or drop the metadata."
+            )
+        return {
+            k: _safe_indexing(v, keep) if k in per_sample else v
+            for k, v in params.items()
+        }
 
     def get_metadata_routing(self):
         """Route ``fit`` metadata to the cleaner's and the estimator's ``fit``.
@@ -601,11 +774,11 @@ class _Cleaned(MetaEstimatorMixin, BaseEstimator):
         return (
             MetadataRouter(owner=self)
             .add(
-                cleaner=self.cleaner or self._default_cleaner(),
+                cleaner=self._get("cleaner"),
                 method_mapping=MethodMapping().add(caller="fit", callee="fit"),
             )
             .add(
-                estimator=self.estimator or self._default_estimator(),
+                estimator=self._get("estimator"),
                 method_mapping=MethodMapping()
                 .add(caller="fit", callee="fit")
                 .add(caller="score", callee="score"),
@@ -632,17 +805,10 @@ class _Cleaned(MetaEstimatorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator or self._default_estimator())
+        inner = get_tags(self._get("estimator"))
         tags.input_tags.sparse = inner.input_tags.sparse
         tags.target_tags.required = True
         return tags
-
-
-def _is_per_sample(value, X) -> bool:
-    try:
-        return len(value) == len(X)
-    except TypeError:
-        return False
 
 
 class CleanedClassifier(ClassifierMixin, _Cleaned):
@@ -660,7 +826,10 @@ class CleanedClassifier(ClassifierMixin, _Cleaned):
         Cloned and fitted on the cleaned data; ``None`` means
         ``LogisticRegression()``.
     cleaner : object with ``fit_resample``, default=None
-        Cloned; ``None`` means ``NoisyLabelDetector()``.
+        Cloned; ``None`` means ``NoisyLabelDetector()``.  A default is
+        reachable as any sub-estimator: ``set_params`` (and so
+        ``GridSearchCV``) given ``cleaner__contamination`` or
+        ``estimator__C`` puts the default in place of ``None`` first.
 
     Attributes
     ----------
@@ -684,7 +853,9 @@ class CleanedRegressor(RegressorMixin, _Cleaned):
     estimator : regressor, default=None
         ``None`` means ``LinearRegression()``.
     cleaner : object with ``fit_resample``, default=None
-        ``None`` means ``NoisyLabelDetector(LinearRegression())``.
+        ``None`` means ``NoisyLabelDetector(LinearRegression())``; reachable
+        by ``set_params``/``GridSearchCV`` as ``cleaner__<param>`` (the
+        default is put in place of ``None`` first).
 
     Attributes
     ----------

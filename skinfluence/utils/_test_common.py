@@ -55,11 +55,31 @@ def estimators_to_check() -> Iterator[BaseEstimator]:
     yield CleanedRegressor()
 
 
+_FLAGS_COUNT_ROWS = (
+    "the detector flags rows: its 'auto' fence (Q3 + 1.5 IQR) and its "
+    "contamination share are taken over rows, so k repeated copies of a row "
+    "count k times where one row of weight k counts once, and the cleaned sets "
+    "(hence the refits) differ. The scores themselves match repeated rows: "
+    "tests/estimators/test_containers.py::test_integer_weights_are_repeated_rows; "
+    "a zero weight equals removing the row: ...::test_zero_weight_is_removal."
+)
+
+#: Failures of a clean-then-refit estimator whose cleaner is a detector
+#: (``cleaner=None`` means ``NoisyLabelDetector``).
+EXPECTED_FAILED_WITH_DETECTOR: dict[str, str] = {
+    "check_sample_weight_equivalence_on_dense_data": _FLAGS_COUNT_ROWS,
+    "check_sample_weight_equivalence_on_sparse_data": _FLAGS_COUNT_ROWS,
+}
+
+
 def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     """The reasons table entry for ``estimator`` (empty when all pass)."""
     inner = getattr(estimator, "estimator", None)
     key = (type(estimator), type(inner).__name__)
+    cleaner = getattr(estimator, "cleaner", False)
+    detects = cleaner is None or isinstance(cleaner, NoisyLabelDetector)
     return {
         **EXPECTED_FAILED_BY_CLASS.get(type(estimator), {}),
         **EXPECTED_FAILED_CHECKS.get(key, {}),
+        **(EXPECTED_FAILED_WITH_DETECTOR if detects else {}),
     }

@@ -52,6 +52,7 @@ from ..utils._sklearn_compat import (
     _num_samples,
     _routing_enabled,
 )
+from ._defaults import _ReachableDefaults
 
 
 def _estimator_has(attr: str):
@@ -136,7 +137,9 @@ def _is_1d(X) -> bool:
     return len(shape) == 1
 
 
-class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
+class InfluenceScorer(
+    _ReachableDefaults, TransformerMixin, MetaEstimatorMixin, BaseEstimator
+):
     """Influence of each training point on predictions and losses.
 
     Wraps a scikit-learn model, fits it (a ``FrozenEstimator`` stays frozen; a
@@ -305,6 +308,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.random_state = random_state
         self.verbose = verbose
+
+    def _defaults(self):
+        return {"estimator": LogisticRegression}
 
     def _get_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator

@@ -706,6 +706,8 @@ class LinearAdapter:
             codes = np.broadcast_to(np.asarray(labels, dtype=np.intp), (len(Xt),))
             T = self._targets(None, codes)
             w = self._class_weight[codes]
+            if self.sample_weight is not None:
+                w = w * self.sample_weight[rows]
         R = self._loss.residual(Z, T) * w[:, None]
         G = self._outer(R, Xt)
         if total:

@@ -340,11 +340,6 @@ def test_integer_weights_are_repeated_rows(small, method):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LinearAdapter.train_grads(labels=...) drops sample_weight (uses the "
-    "class weight alone), so a label change of a weighted row is mis-scaled",
-)
 def test_relabeler_gain_with_integer_weights_is_repeated_rows(small):
     # label-change influence: row i's gradient change on relabelling is
     # w_i (g_c - g_y), so gain_w = (n/N) w_i gain_rep per copy (as validation

@@ -323,3 +323,14 @@ def test_linear_regression_default_damping_zero_ok(diabetes):
     scorer = InfluenceScorer(LinearRegression()).fit(Xtr, ytr)
     assert scorer.curvature_.method_ == "cholesky"
     assert np.isfinite(scorer.influence(Xte, yte)).all()
+
+
+def test_default_estimator_is_reachable_by_grid_search(breast_cancer):
+    from sklearn.model_selection import GridSearchCV
+
+    X, _, y, _ = breast_cancer
+    X, y = X[:120], y[:120]
+    search = GridSearchCV(InfluenceScorer(), {"estimator__C": [0.1, 1.0]}, cv=2)
+    search.fit(X, y)
+    assert search.best_estimator_.estimator_.C in (0.1, 1.0)
+    assert InfluenceScorer().get_params()["estimator"] is None  # clone round-trips

@@ -143,10 +143,14 @@ def test_detector_and_cleaner(case):
     assert cleaned.predict(X[:3]).shape == (3,)
 
 
-def test_relabeler(case):
-    model, X, y, w = case
-    if not is_classifier(model):
-        pytest.skip("Relabeler needs a classifier (a regressor is refused, tested)")
+CLASSIFIERS = [c for c in MODELS if is_classifier(c[0])]
+
+
+@pytest.mark.parametrize("model, kind", CLASSIFIERS, ids=[_id(c) for c in CLASSIFIERS])
+def test_relabeler(model, kind):
+    X, y = _data(kind)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    model = clone(model)
     ctx = _quiet()
     try:
         rel = Relabeler(model, max_fraction=0.1).fit(

@@ -3,7 +3,8 @@
 ``TorchClassifier`` / ``TorchRegressor`` wrap an ``nn.Module`` and a loss and
 train them full-batch with L-BFGS by default, so the fitted network sits at a
 stationary point of exactly the objective influence differentiates:
-``J(theta) = mean_i loss_i + (weight_decay / 2) ||theta||^2``.  They register
+``J(theta) = (1/n) sum_i w_i loss_i + (weight_decay / 2) ||theta||^2`` with
+``w_i`` the ``sample_weight`` given to ``fit`` (ones by default).  They register
 a :class:`TorchAdapter` (and a retrain hook for leave-one-out ground truth).
 """
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch.func import vmap
 
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ._base import make_adapter
@@ -77,14 +80,21 @@ class _TorchModel(BaseEstimator):
 
     # -- training ---------------------------------------------------------------
 
-    def _objective(self, module, X, y) -> torch.Tensor:
-        loss = self.criterion_(module(X), y)
+    def _objective(self, module, X, y, w=None) -> torch.Tensor:
+        if w is None:
+            loss = self.criterion_(module(X), y)
+        else:
+            # the criterion on one row at a time, as the adapter reads it
+            def one(z, t):
+                return self.criterion_(z[None], t[None])
+
+            loss = (vmap(one)(module(X), y) * w).sum() / len(X)
         if self.weight_decay:
             sq = sum((p**2).sum() for p in module.parameters() if p.requires_grad)
             loss = loss + 0.5 * self.weight_decay * sq
         return loss
 
-    def _train(self, X: torch.Tensor, y: torch.Tensor) -> None:
+    def _train(self, X: torch.Tensor, y: torch.Tensor, w=None) -> None:
         params = [p for p in self.module_.parameters() if p.requires_grad]
         self.module_.train()
         if self.optimizer == "lbfgs":
@@ -100,7 +110,7 @@ class _TorchModel(BaseEstimator):
 
             def closure():
                 opt.zero_grad()
-                loss = self._objective(self.module_, X, y)
+                loss = self._objective(self.module_, X, y, w)
                 loss.backward()
                 return loss
 
@@ -113,11 +123,12 @@ class _TorchModel(BaseEstimator):
             for _ in range(self.max_iter):
                 for idx in torch.randperm(len(X), generator=gen).split(bs):
                     opt.zero_grad()
-                    self._objective(self.module_, X[idx], y[idx]).backward()
+                    wb = None if w is None else w[idx]
+                    self._objective(self.module_, X[idx], y[idx], wb).backward()
                     opt.step()
             self.n_iter_ = self.max_iter
         self.module_.eval()
-        grad_norm = self._grad_norm(X, y)
+        grad_norm = self._grad_norm(X, y, w)
         if self.optimizer == "lbfgs" and grad_norm > max(self.tol, 1e-6) * 10:
             warnings.warn(
                 f"L-BFGS stopped with gradient norm {grad_norm:.2g}; raise max_iter "
@@ -126,12 +137,12 @@ class _TorchModel(BaseEstimator):
                 stacklevel=3,
             )
 
-    def _grad_norm(self, X, y) -> float:
+    def _grad_norm(self, X, y, w=None) -> float:
         params = [p for p in self.module_.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(self._objective(self.module_, X, y), params)
+        grads = torch.autograd.grad(self._objective(self.module_, X, y, w), params)
         return float(torch.sqrt(sum((g**2).sum() for g in grads)))
 
-    def _fit_tensors(self, X, y, *, warm_start: bool = False):
+    def _fit_tensors(self, X, y, *, warm_start: bool = False, sample_weight=None):
         torch_dtype = _DTYPES[self.dtype]
         self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
         if not warm_start:
@@ -141,7 +152,10 @@ class _TorchModel(BaseEstimator):
                 torch.manual_seed(self._seed)
                 reset_parameters(self.module_)
         Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
-        self._train(Xt, self._encode(np.asarray(y)))
+        w = None
+        if sample_weight is not None:
+            w = torch.as_tensor(np.asarray(sample_weight), dtype=torch_dtype)
+        self._train(Xt, self._encode(np.asarray(y)), w)
         return self
 
     def _forward(self, X) -> np.ndarray:
@@ -150,6 +164,23 @@ class _TorchModel(BaseEstimator):
         with torch.no_grad():
             Xt = torch.as_tensor(X, dtype=_DTYPES[self.dtype])
             return self.module_(Xt).double().numpy()
+
+    def _check_weights(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        w = check_array(
+            sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+        )
+        if w.ndim != 1 or len(w) != len(X):
+            raise ValueError(
+                f"sample_weight must have shape ({len(X)},), one weight per row of "
+                f"X; got {w.shape}."
+            )
+        if np.any(w < 0):
+            raise ValueError(
+                f"sample_weight must be non-negative; got a minimum of {w.min():.3g}."
+            )
+        return w
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -162,7 +193,8 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
 
     The module maps ``(n, n_features)`` float inputs to ``(n, n_classes)``
     logits; the loss defaults to ``CrossEntropyLoss``.  Training minimises
-    ``mean_i loss_i + (weight_decay/2) ||theta||^2`` full-batch with L-BFGS
+    ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2`` (``w_i`` the
+    ``sample_weight``, ones by default) full-batch with L-BFGS
     (or Adam), so the fitted network is at an optimum of the objective that
     :class:`~skinfluence.InfluenceScorer` differentiates.
 
@@ -208,13 +240,17 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights ``w_i`` of the losses in the objective
+            ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2``
+            (``n`` the number of rows: a weight of 2 counts a row twice).
 
         Returns
         -------
@@ -222,8 +258,9 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        w = self._check_weights(sample_weight, X)
         self.classes_ = np.unique(y)
-        return self._fit_tensors(X, y)
+        return self._fit_tensors(X, y, sample_weight=w)
 
     def decision_function(self, X):
         """Logits of shape (n_samples, n_classes)."""
@@ -262,13 +299,16 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         return torch.as_tensor(y, dtype=_DTYPES[self.dtype])
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights ``w_i`` of the losses in the objective
+            ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2``.
 
         Returns
         -------
@@ -277,8 +317,9 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True
         )
+        w = self._check_weights(sample_weight, X)
         self._y_ndim = np.ndim(y)
-        return self._fit_tensors(X, y)
+        return self._fit_tensors(X, y, sample_weight=w)
 
     def predict(self, X):
         """Network outputs, ``(n_samples,)`` for a single target."""
@@ -286,18 +327,19 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         return out[:, 0] if self._y_ndim == 1 and out.shape[1] == 1 else out
 
 
-def _torch_model_adapter(est: _TorchModel, X, y, *, preprocess=None, **kwargs: Any):
-    if kwargs.pop("sample_weight", None) is not None:
-        raise ValueError(
-            f"sample_weight is not supported for {type(est).__name__} yet."
-        )
+def _torch_model_adapter(
+    est: _TorchModel, X, y, *, preprocess=None, sample_weight=None, **kwargs: Any
+):
     Xf = preprocess.transform(X) if preprocess is not None else X
+    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     return _build_adapter(
-        est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, **kwargs
+        est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, sw, **kwargs
     )
 
 
-def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchAdapter:
+def _build_adapter(
+    est: _TorchModel, Xf, y, preprocess, sample_weight, **kwargs: Any
+) -> TorchAdapter:
     if getattr(est.criterion_, "weight", None) is not None:
         raise ValueError(
             "Class-weighted criteria (weight=...) are not supported yet: the "
@@ -311,11 +353,12 @@ def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchA
         new = copy.deepcopy(est) if warm_start else clone(est)
         if random_state is not None:
             new.set_params(random_state=random_state)
+        sw = None if sample_weight is None else sample_weight[keep]
         if warm_start:
-            new._fit_tensors(Xf[keep], y[keep], warm_start=True)
+            new._fit_tensors(Xf[keep], y[keep], warm_start=True, sample_weight=sw)
         else:
-            new.fit(Xf[keep], y[keep])
-        return _build_adapter(new, Xf[keep], y[keep], preprocess, **kwargs)
+            new.fit(Xf[keep], y[keep], sample_weight=sw)
+        return _build_adapter(new, Xf[keep], y[keep], preprocess, sw, **kwargs)
 
     return TorchAdapter(
         est.module_,
@@ -328,6 +371,7 @@ def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchA
         dtype=_DTYPES[est.dtype],
         refit=refit,
         preprocess=preprocess,
+        sample_weight=sample_weight,
         **kwargs,
     )
 

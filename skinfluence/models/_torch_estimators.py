@@ -33,7 +33,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 class _TorchModel(BaseEstimator):
     _parameter_constraints: dict = {
-        "module": [HasMethods(["forward", "parameters"])],
+        "module": [HasMethods(["forward", "parameters"]), callable],
         "criterion": [callable, None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "optimizer": [StrOptions({"lbfgs", "adam"})],
@@ -76,6 +76,9 @@ class _TorchModel(BaseEstimator):
         raise NotImplementedError
 
     def _encode(self, y: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_outputs(self, z: torch.Tensor, yt: torch.Tensor) -> None:
         raise NotImplementedError
 
     # -- training ---------------------------------------------------------------
@@ -145,18 +148,43 @@ class _TorchModel(BaseEstimator):
     def _fit_tensors(self, X, y, *, warm_start: bool = False, sample_weight=None):
         torch_dtype = _DTYPES[self.dtype]
         self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
+        yt = self._encode(np.asarray(y))
         if not warm_start:
             self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
-            self.module_ = copy.deepcopy(self.module).to(torch_dtype)
             if self.random_state is not None:
                 torch.manual_seed(self._seed)
+            self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
+            if self.random_state is not None:
                 reset_parameters(self.module_)
-        Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
+        with torch.no_grad():
+            try:
+                z = self.module_(Xt[:1])
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"The module cannot be applied to X with {Xt.shape[1]} "
+                    f"features ({exc}). Build it for {Xt.shape[1]} input features, "
+                    "or pass a callable module(n_features, n_outputs)."
+                ) from exc
+            self._check_outputs(z, yt)
         w = None
         if sample_weight is not None:
             w = torch.as_tensor(np.asarray(sample_weight), dtype=torch_dtype)
-        self._train(Xt, self._encode(np.asarray(y)), w)
+        self._train(Xt, yt, w)
         return self
+
+    def _new_module(self, n_features: int, yt: torch.Tensor) -> torch.nn.Module:
+        """A copy of ``module``, or ``module(n_features, n_outputs)`` built."""
+        if isinstance(self.module, torch.nn.Module):
+            return copy.deepcopy(self.module)
+        n_outputs = self._n_outputs(yt)
+        module = self.module(n_features, n_outputs)
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(
+                f"module(n_features={n_features}, n_outputs={n_outputs}) must return "
+                f"a torch.nn.Module; got {type(module).__name__}."
+            )
+        return module
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -180,6 +208,11 @@ class _TorchModel(BaseEstimator):
             raise ValueError(
                 f"sample_weight must be non-negative; got a minimum of {w.min():.3g}."
             )
+        if not np.any(w > 0):
+            raise ValueError(
+                "sample_weight is zero for every row; give at least one row a "
+                "positive weight."
+            )
         return w
 
     def __sklearn_tags__(self):
@@ -200,9 +233,12 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : torch.nn.Module or callable
         The network, with its initial weights (copied, never trained in
-        place).  With ``random_state`` set, weights are re-initialised by each
+        place), mapping ``(n, n_features)`` to ``(n, n_classes)`` logits; or
+        a callable ``module(n_features, n_outputs) -> nn.Module`` (e.g. the
+        class ``torch.nn.Linear``) that builds it for the data at each fit.
+        With ``random_state`` set, weights are re-initialised by each
         layer's ``reset_parameters`` under that seed.
     criterion : torch loss or None, default=None
         Mean-reduced loss on (logits, class index); ``None`` means
@@ -239,6 +275,19 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
     def _encode(self, y):
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
+    def _n_outputs(self, yt):
+        return len(self.classes_)
+
+    def _check_outputs(self, z, yt):
+        K = len(self.classes_)
+        if z.dim() != 2 or z.shape[1] != K:
+            raise ValueError(
+                f"The module outputs shape {tuple(z.shape[1:])} per row, but y has "
+                f"{K} classes: a TorchClassifier's module must output one logit "
+                f"per class, (n_samples, {K}). Build the last layer with {K} "
+                "outputs."
+            )
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train the network.
@@ -263,25 +312,32 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         return self._fit_tensors(X, y, sample_weight=w)
 
     def decision_function(self, X):
-        """Logits of shape (n_samples, n_classes)."""
-        return self._forward(X)
+        """Logits of shape (n_samples, n_classes).
+
+        With two classes, scikit-learn's convention: the log-odds of
+        ``classes_[1]``, ``z_1 - z_0``, of shape (n_samples,).
+        """
+        z = self._forward(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def predict_proba(self, X):
-        """Softmax of the logits."""
-        z = self.decision_function(X)
+        """Softmax of the logits, shape (n_samples, n_classes)."""
+        z = self._forward(X)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        z = self._forward(X)
+        return self.classes_[np.argmax(z, axis=1)]
 
 
 class TorchRegressor(RegressorMixin, _TorchModel):
     """A torch regression network as a scikit-learn regressor.
 
     The module maps ``(n, n_features)`` to ``(n, 1)`` (or ``(n, n_targets)``);
-    the loss defaults to ``MSELoss``.  Parameters as :class:`TorchClassifier`.
+    a callable ``module(n_features, n_targets)`` builds it at each fit.  The
+    loss defaults to ``MSELoss``.  Parameters as :class:`TorchClassifier`.
 
     Attributes
     ----------
@@ -297,6 +353,17 @@ class TorchRegressor(RegressorMixin, _TorchModel):
     def _encode(self, y):
         y = y.reshape(len(y), -1)
         return torch.as_tensor(y, dtype=_DTYPES[self.dtype])
+
+    def _n_outputs(self, yt):
+        return yt.shape[1]
+
+    def _check_outputs(self, z, yt):
+        if tuple(z.shape[1:]) != tuple(yt.shape[1:]):
+            raise ValueError(
+                f"The module outputs shape {tuple(z.shape[1:])} per row, but y has "
+                f"{yt.shape[1]} target(s): a TorchRegressor's module must output "
+                f"(n_samples, {yt.shape[1]}), or the loss would broadcast."
+            )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -320,6 +387,11 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         w = self._check_weights(sample_weight, X)
         self._y_ndim = np.ndim(y)
         return self._fit_tensors(X, y, sample_weight=w)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def predict(self, X):
         """Network outputs, ``(n_samples,)`` for a single target."""

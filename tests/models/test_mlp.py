@@ -16,7 +16,12 @@ from sklearn.preprocessing import StandardScaler
 
 torch = pytest.importorskip("torch")
 
-from skinfluence import InfluenceScorer, NoisyLabelDetector  # noqa: E402
+from skinfluence import (  # noqa: E402
+    CleanedClassifier,
+    InfluenceScorer,
+    NoisyLabelDetector,
+    Relabeler,
+)
 from skinfluence.evaluation import loo_correlation, pbrf_change  # noqa: E402
 from skinfluence.models import make_adapter  # noqa: E402
 from skinfluence.models._mlp import mlp_module  # noqa: E402
@@ -175,8 +180,14 @@ def test_scorer_detector_and_pipeline(wine):
         S_pipe.influence(Xte[:, :5] * 3.0 + 1.0, yte),
         direct.influence(scaler.transform(Xte[:, :5] * 3.0 + 1.0), yte),
     )
+    S_pw = InfluenceScorer(pipe).fit(Xraw[:, :5], y, sample_weight=w)
+    assert_allclose(S_pw.adapter_.weights, w)
     det = NoisyLabelDetector(est, contamination=0.1).fit(X[:, :5], y)
     assert det.noisy_mask_.sum() == round(0.1 * len(y))
+    rel = Relabeler(est, max_fraction=0.05).fit(X[:, :5], y)
+    assert rel.relabeled_mask_.sum() <= round(0.05 * len(y))
+    cleaned = CleanedClassifier(pipe, NoisyLabelDetector(pipe)).fit(Xraw[:, :5], y)
+    assert cleaned.score(Xraw[:, :5], y) > 0.8
 
 
 def test_retrain_refits_with_the_kept_weights(wine):

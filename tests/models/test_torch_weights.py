@@ -91,11 +91,9 @@ def test_weighted_gauss_newton_blocks(weighted_vs_repeated):
     assert_allclose(ggn_blocks(a1, all_)[0], a1.ggn_matrix(), atol=1e-12)
 
 
-def test_weighted_pbrf_response_equals_repeated(weighted_vs_repeated):
-    # The PBRF objective is the weighted one: removing row 2 (weight 3) from
-    # the weighted adapter = removing its 3 copies, one at a time, from the
-    # repeated one is not the same; compare the damped proximal response at
-    # remove=None instead, which only depends on J (scaled).
+def test_weighted_proximal_response_equals_repeated(weighted_vs_repeated):
+    # The proximal objective J + (lam/2)||theta - theta_s||^2 is minimised at
+    # the same point for J_w and for J_rep = J_w / scale with lam / scale.
     aw, ar, scale, _, _ = weighted_vs_repeated
     lam = 0.2
     got = aw.response(None, damping=lam, kind="proximal").params()
@@ -127,6 +125,13 @@ def test_weighted_linear_network_equals_weighted_logistic_regression(wine):
     assert st.grad_norm_ < 1e-8
     S_t, S_s = st.influence(Xte, yte), ss.influence(Xte, yte)
     assert_allclose(S_t, S_s, rtol=1e-4, atol=1e-6 * np.abs(S_s).max())
+    # the weighted PBRF response (removing one row) is the closed-form one
+    for m in (0, 5):
+        assert_allclose(
+            st.adapter_.response(m, damping=0.1).params(),
+            ss.adapter_.response(m, damping=0.1).params(),
+            atol=1e-6,
+        )
     # and the weights matter: unweighted influence is different
     S_u = InfluenceScorer(lr).fit(X, y).influence(Xte, yte)
     assert not np.allclose(S_u, S_s, rtol=1e-2)

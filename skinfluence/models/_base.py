@@ -104,9 +104,10 @@ def make_adapter(
     -------
     adapter : ModelAdapter
     """
-    module = type(estimator).__module__
+    modules = [cls.__module__ + "." for cls in type(estimator).__mro__]
     for prefix, adapter_module in _LAZY_ADAPTERS:
-        if (module + ".").startswith(prefix + ".") and adapter_module not in _LOADED:
+        hit = any(m.startswith(prefix + ".") for m in modules)
+        if hit and adapter_module not in _LOADED:
             # The adapter registers on import; load it on first use.
             importlib.import_module(adapter_module, __package__)
             _LOADED.add(adapter_module)

@@ -236,6 +236,14 @@ def test_linear_path_does_not_import_torch():
         "X = np.random.default_rng(0).standard_normal((20, 3))\n"
         "InfluenceScorer(Ridge()).fit(X, X[:, 0])\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
+        # a user's subclass, first MLP seen: the lazy loader still finds it
+        "from sklearn.neural_network import MLPClassifier\n"
+        "class Mine(MLPClassifier):\n"
+        "    pass\n"
+        "y = (X[:, 0] > 0).astype(int)\n"
+        "est = Mine((2,), max_iter=50, random_state=0).fit(X, y)\n"
+        "from skinfluence.models import make_adapter\n"
+        "assert make_adapter(est, X, y).n_params == 3 * 2 + 2 + 2 + 1\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

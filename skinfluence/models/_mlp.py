@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -89,7 +89,7 @@ class HalfPoissonDeviance(torch.nn.Module):
         return dev.reshape(len(z), -1).sum(dim=1).mean()
 
 
-def _reject(est: Any, why: str) -> None:
+def _reject(est: Any, why: str) -> NoReturn:
     raise ValueError(f"Cannot compute influence for {type(est).__name__}: {why}")
 
 
@@ -132,7 +132,6 @@ def _kind_and_loss(est: Any) -> tuple[str, torch.nn.Module]:
     if est.loss == "poisson" and out == "exp":
         return "regression", HalfPoissonDeviance()
     _reject(est, f"loss={est.loss!r} with output {out!r} is not supported.")
-    raise AssertionError  # unreachable
 
 
 def _check_supported(est: Any) -> None:

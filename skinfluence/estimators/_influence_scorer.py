@@ -84,6 +84,17 @@ def _fit_weighted(estimator, X, y, sample_weight):
     """
     if sample_weight is None:
         return estimator.fit(X, y)
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if any(c.__module__.split(".")[0] == "skorch" for c in type(final).__mro__):
+        # skorch passes extra fit arguments on to the module's forward, where
+        # a forward(**kwargs) would drop the weights silently
+        raise TypeError(
+            f"{type(final).__name__}.fit has no sample_weight (skorch passes extra "
+            "fit arguments to the module's forward), so it cannot be fitted with "
+            "weights. Train it on the weighted loss yourself and pass "
+            "FrozenEstimator(net) with sample_weight=..., use TorchClassifier/"
+            "TorchRegressor, or drop sample_weight."
+        )
     if isinstance(estimator, Pipeline) and not _routing_enabled():
         return estimator.fit(
             X, y, **{f"{estimator.steps[-1][0]}__sample_weight": sample_weight}

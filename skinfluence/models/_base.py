@@ -56,6 +56,13 @@ class ModelAdapter(Protocol):
 
 _LOADED: set[str] = set()
 
+#: ``(module prefix of the estimator's class, adapter module)``: adapters that
+#: import torch register on first use, so the linear path never imports it.
+_LAZY_ADAPTERS = (
+    ("skorch", "._skorch"),
+    ("sklearn.neural_network", "._mlp"),
+)
+
 
 def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
     """Indices of ``y`` in ``classes``; a clear error for unseen labels."""
@@ -97,12 +104,14 @@ def make_adapter(
     -------
     adapter : ModelAdapter
     """
-    if type(estimator).__module__.split(".")[0] == "skorch" and not _LOADED:
-        # The skorch adapter registers on import; load it on first use so the
-        # linear path never imports torch.
-        importlib.import_module("._skorch", __package__)
-        _LOADED.add("._skorch")
-        return make_adapter(estimator, X, y, **kwargs)
+    modules = [cls.__module__ + "." for cls in type(estimator).__mro__]
+    for prefix, adapter_module in _LAZY_ADAPTERS:
+        hit = any(m.startswith(prefix + ".") for m in modules)
+        if hit and adapter_module not in _LOADED:
+            # The adapter registers on import; load it on first use.
+            importlib.import_module(adapter_module, __package__)
+            _LOADED.add(adapter_module)
+            return make_adapter(estimator, X, y, **kwargs)
     raise TypeError(
         f"skinfluence has no model adapter for {type(estimator).__name__}. "
         f"Supported: {supported_estimators()} (also inside a Pipeline or a "
@@ -113,7 +122,8 @@ def make_adapter(
 def supported_estimators() -> str:
     """The estimators skinfluence can differentiate, for error messages."""
     return (
-        "LinearRegression, Ridge, LogisticRegression (scikit-learn); "
+        "LinearRegression, Ridge, LogisticRegression, MLPClassifier, "
+        "MLPRegressor (scikit-learn); "
         "TorchClassifier, TorchRegressor (skinfluence, any nn.Module + loss); "
         "NeuralNetClassifier, NeuralNetBinaryClassifier, NeuralNetRegressor (skorch)"
     )

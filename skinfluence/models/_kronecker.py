@@ -356,6 +356,11 @@ def _torch_stats(
                 U = _torch_vectors(
                     adapter, z.detach(), adapter._y[t], fisher, n_samples, gen
                 )
+                # sample weights, as _linear_vectors: w_i on the empirical
+                # gradient, sqrt(w_i) on Gauss-Newton factors
+                w = torch.as_tensor(adapter.weights[t], dtype=U.dtype)
+                w = w if fisher == "empirical" else w.sqrt()
+                U = U * w.reshape(1, -1, *([1] * (U.dim() - 2)))
                 leaves = [recorder.store[name][1] for name in recorder.names]
                 DS = _backward(z, leaves, U)
             out = []
@@ -442,6 +447,8 @@ def _torch_ggn_blocks(
         H = vmap(jacrev(grad(loss_flat)))(z.reshape(len(X), K), y)
         w, Q = torch.linalg.eigh(0.5 * (H + H.transpose(1, 2)))
         R = (Q * w.clamp(min=0).sqrt()[:, None, :]) @ Q.transpose(1, 2)
+        sw = torch.as_tensor(adapter.weights[t], dtype=R.dtype).sqrt()
+        R = R * sw[:, None, None]  # sample weights
         J = adapter._flat(jac(adapter._theta, X))  # (b, K, p)
         Phi = adapter._np(torch.einsum("bkj,bkp->bjp", R, J)).reshape(-1, J.shape[-1])
         for Gb, idx in zip(G, blocks, strict=True):

@@ -10,6 +10,10 @@ What skorch trains on, and what this adapter therefore differentiates:
 * the rows actually trained on: with a ``train_split`` the validation rows
   never entered the objective, so only the training part of the split is
   used (``train_indices`` maps them back);
+* sample weights, when the caller gives them (a net trained, e.g. through a
+  ``FrozenEstimator``, on ``(1/n) sum_i w_i loss_i``): each row's loss is
+  weighted by ``w_i``.  skorch's ``fit`` has no ``sample_weight``, so such a
+  net cannot be retrained here: ``retrain`` refuses;
 * L2 from the optimiser: ``weight_decay`` of each parameter group of
   ``optimizer_`` adds ``(wd/2) ||theta||^2`` on the batch-mean scale (SGD,
   Adam and friends).  AdamW's decoupled decay is not an objective term and is
@@ -99,12 +103,15 @@ def _output_transform(net: NeuralNet, criterion: Any):
 
 
 def _skorch_adapter(
-    net: NeuralNet, X, y, *, preprocess=None, dtype=torch.float64, **kwargs: Any
+    net: NeuralNet,
+    X,
+    y,
+    *,
+    preprocess=None,
+    dtype=torch.float64,
+    sample_weight=None,
+    **kwargs: Any,
 ) -> TorchAdapter:
-    if kwargs.pop("sample_weight", None) is not None:
-        raise ValueError(
-            f"sample_weight is not supported for {type(net).__name__} yet."
-        )
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
     kind = _kind(net)
@@ -122,10 +129,25 @@ def _skorch_adapter(
     Xf = preprocess.transform(X) if preprocess is not None else X
     Xf, y = np.asarray(Xf), np.asarray(y)
     rows = _trained_rows(net, Xf, y)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if len(sample_weight) != len(Xf):
+            raise ValueError(
+                f"sample_weight has {len(sample_weight)} entries for {len(Xf)} "
+                "training rows."
+            )
+        sample_weight = sample_weight[rows]
     module_dtype = next(net.module_.parameters()).dtype
     input_dtype = np.float32 if module_dtype == torch.float32 else np.float64
 
     def refit(keep: np.ndarray, warm_start: bool, random_state=None) -> TorchAdapter:
+        if sample_weight is not None:
+            raise ValueError(
+                f"Cannot retrain this {type(net).__name__} with sample_weight: "
+                "skorch's fit has no sample_weight (extra fit arguments go to the "
+                "module). Leave-one-out ground truth needs an unweighted net, or a "
+                "TorchClassifier/TorchRegressor, whose fit takes sample_weight."
+            )
         Xk, yk = Xf[rows][keep].astype(input_dtype), y[rows][keep]
         if warm_start:
             new = copy.deepcopy(net)
@@ -153,6 +175,7 @@ def _skorch_adapter(
         dtype=dtype,
         refit=refit,
         preprocess=preprocess,
+        sample_weight=sample_weight,
         **kwargs,
     )
     adapter.train_indices = rows

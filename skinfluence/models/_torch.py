@@ -16,9 +16,15 @@ module is never mutated):
 * the dense Hessian for ``"exact"``: Hessian-vector products on identity
   column chunks.
 
-The objective is ``J(theta) = (1/n) sum_i loss_i + (1/2) sum_k penalty_k
-theta_k^2`` with the penalty per parameter (weight decay read from the
-optimiser, or the estimator's L2).
+The objective is ``J(theta) = (1/n) sum_i w_i loss_i + (1/2) sum_k penalty_k
+theta_k^2`` with per-row weights ``w_i`` (``sample_weight``, ones by default;
+``n`` is the number of rows, not the weight sum, as for
+:class:`~skinfluence.models.LinearAdapter`) and the penalty per parameter
+(weight decay read from the optimiser, or the estimator's L2).  Every
+training-side quantity is weighted: ``train_grads`` returns ``w_i grad
+loss_i``, and the objective gradient, Hessian and Gauss-Newton products, PBRF
+responses and minibatch gradients all carry ``w_i``.  Query-side gradients
+(``loss_grads``, ``prediction_grads``) are unweighted.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
@@ -79,6 +86,21 @@ class TorchAdapter:
         before the network).
     batch_size : int or None, default=None
         Rows per chunk of per-sample work.
+    sample_weight : array-like of shape (n_train,) or None, default=None
+        Per-row weights ``w_i`` of the training losses in the objective
+        ``J = (1/n) sum_i w_i loss_i + penalty``; ``None`` means ones.  The
+        ``refit`` hook is responsible for retraining with the kept weights.
+
+    Attributes
+    ----------
+    n_params, n_train : int
+    is_classifier : bool
+    classes : ndarray or None
+    penalty : ndarray of shape (n_params,)
+    weights : ndarray of shape (n_train,)
+        The per-row weights ``w_i`` (ones without ``sample_weight``).
+    sample_weight : ndarray of shape (n_train,) or None
+        The weights as given.
     """
 
     def __init__(
@@ -96,6 +118,7 @@ class TorchAdapter:
         refit: Callable | None = None,
         batch_size: int | None = None,
         preprocess: Any = None,
+        sample_weight: ArrayLike | None = None,
         verbose: int = 0,
     ) -> None:
         if kind not in ("multiclass", "binary", "regression"):
@@ -127,11 +150,36 @@ class TorchAdapter:
         self._X = self._tensor(X)
         self._y = self._targets(y)
         self.n_train = len(self._X)
+        if len(self._y) != self.n_train:
+            raise ValueError(
+                f"X and y have different lengths: {self.n_train} and {len(self._y)}."
+            )
+        self._set_weights(sample_weight)
         self._chunk = chunk_size(self.n_params, batch_size)
         #: ``[(theta_k, lr_k), ...]``: parameters saved during training (TracIn).
         self.checkpoints: list[tuple[NDArray, float]] = []
 
     # -- conversions ----------------------------------------------------------
+
+    def _set_weights(self, sample_weight: ArrayLike | None) -> None:
+        n = self.n_train
+        if sample_weight is None:
+            self.sample_weight = None
+            self.weights = np.ones(n)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if len(w) != n:
+                raise ValueError(
+                    f"sample_weight has {len(w)} entries for {n} training rows."
+                )
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(
+                    "sample_weight must be finite and non-negative; drop rows "
+                    "instead of giving them negative weight."
+                )
+            self.sample_weight = w
+            self.weights = w.copy()
+        self._w = torch.as_tensor(self.weights, dtype=self.dtype)
 
     def _penalty_vector(self, penalty: float | dict) -> NDArray:
         if isinstance(penalty, dict):
@@ -149,6 +197,8 @@ class TorchAdapter:
         return self._tensor(X)
 
     def _tensor(self, X: ArrayLike) -> torch.Tensor:
+        if sparse.issparse(X):
+            X = X.toarray()
         X = np.asarray(X)
         if X.dtype.kind not in "fiub":
             raise ValueError(f"X must be numeric; got dtype {X.dtype}.")
@@ -170,6 +220,9 @@ class TorchAdapter:
             return torch.as_tensor(y, dtype=torch.long)
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
+        ref = getattr(self, "_y", None)  # query targets shaped like training ones
+        if ref is not None and y.ndim < ref.dim() and y.size == len(y) * ref[0].numel():
+            y = y.reshape(len(y), *ref.shape[1:])
         return torch.as_tensor(y, dtype=self.dtype)
 
     def _flat(self, tree: dict) -> torch.Tensor:
@@ -203,9 +256,11 @@ class TorchAdapter:
     def _loss_on_output(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._loss(self._out(z[None]), y[None])
 
-    def _data_loss(self, theta: dict, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum of per-sample losses over the rows."""
-        return vmap(self._loss_one, in_dims=(None, 0, 0))(theta, X, y).sum()
+    def _data_loss(
+        self, theta: dict, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted sum of per-sample losses over the rows, ``sum_i w_i loss_i``."""
+        return (vmap(self._loss_one, in_dims=(None, 0, 0))(theta, X, y) * w).sum()
 
     # -- the ModelAdapter interface ---------------------------------------------
 
@@ -243,12 +298,20 @@ class TorchAdapter:
                 vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yp)
             )
 
-    def _grads(self, Xt: torch.Tensor, yt: torch.Tensor, sign: float = 1.0) -> NDArray:
+    def _grads(
+        self,
+        Xt: torch.Tensor,
+        yt: torch.Tensor,
+        sign: float = 1.0,
+        w: NDArray | None = None,
+    ) -> NDArray:
         out = np.empty((len(Xt), self.n_params))
         g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))
         blocks = list(chunks(len(Xt), self._chunk))
         for t in progress(blocks, desc="per-sample gradients", verbose=self.verbose):
             out[t] = sign * self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+        if w is not None:
+            out *= w[:, None]
         return out
 
     def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray:
@@ -277,10 +340,11 @@ class TorchAdapter:
     def train_grads(
         self, rows: Any = slice(None), *, total: bool = False, labels: Any = None
     ) -> NDArray:
-        """Per-sample training gradients of shape (b, n_params).
+        """Weighted training gradients ``w_i grad loss_i`` of shape (b, n_params).
 
         ``labels`` (class indices) relabels the rows first: the gradient a
-        label change would give.
+        label change would give (the row keeps its weight).  ``total=True``
+        adds the penalty gradient ``penalty * theta`` to each row.
         """
         idx = np.arange(self.n_train)[rows]
         yt = self._y[idx]
@@ -288,7 +352,7 @@ class TorchAdapter:
             if not self.is_classifier:
                 raise ValueError("Relabelling needs a classifier.")
             yt = torch.as_tensor(np.full(len(idx), labels), dtype=self._y.dtype)
-        G = self._grads(self._X[idx], yt)
+        G = self._grads(self._X[idx], yt, w=self.weights[idx])
         if total:
             G += self.penalty * self.params()
         return G
@@ -302,7 +366,8 @@ class TorchAdapter:
 
         Shape (m, b, *input_shape): the mixed derivative ``grad_x grad_theta
         loss`` projected on each ``q_j``, by ``grad`` over the input of a
-        ``jvp`` along ``q_j``.
+        ``jvp`` along ``q_j``, times the row's weight ``w_i`` (``g_i`` is the
+        weighted training gradient).
         """
         if self.preprocess is not None:
             raise ValueError(
@@ -317,14 +382,18 @@ class TorchAdapter:
 
         per_row = vmap(grad(directional), in_dims=(0, 0, None))
         per_query = vmap(per_row, in_dims=(None, None, 0))
-        return self._np(per_query(self._X[idx], self._y[idx], Qt))
+        out = self._np(per_query(self._X[idx], self._y[idx], Qt))
+        w = self.weights[idx].reshape((1, len(idx)) + (1,) * (out.ndim - 2))
+        return out * w
 
     def objective_grad(self) -> NDArray:
         """Gradient of ``J`` at the trained parameters."""
         g = np.zeros(self.n_params)
         gl = grad(self._data_loss)
         for t in chunks(self.n_train, self._chunk):
-            g += self._np(self._flat(gl(self._theta, self._X[t], self._y[t])))
+            g += self._np(
+                self._flat(gl(self._theta, self._X[t], self._y[t], self._w[t]))
+            )
         return g / self.n_train + self.penalty * self.params()
 
     def _block_product(self, V: NDArray, rows: Any, column_fn: Callable) -> NDArray:
@@ -338,18 +407,24 @@ class TorchAdapter:
             tangents = self._tree(Vt[c])
             acc = None
             for t in chunks(len(idx), self._chunk):
-                Xb, yb = self._X[idx[t]], self._y[idx[t]]
-                part = vmap(lambda v, Xb=Xb, yb=yb: column_fn(v, Xb, yb))(tangents)
+                Xb, yb, wb = self._X[idx[t]], self._y[idx[t]], self._w[idx[t]]
+                part = vmap(lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb))(
+                    tangents
+                )
                 acc = part if acc is None else acc + part
             out[:, c] = self._np(self._flat(acc)).T / len(idx)
         out += self.penalty[:, None] * V2
         return out[:, 0] if squeeze else out
 
-    def _hvp_column(self, v: dict, X: torch.Tensor, y: torch.Tensor) -> dict:
+    def _hvp_column(
+        self, v: dict, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> dict:
         g = grad(self._data_loss)
-        return jvp(lambda th: g(th, X, y), (self._theta,), (v,))[1]
+        return jvp(lambda th: g(th, X, y, w), (self._theta,), (v,))[1]
 
-    def _ggn_column(self, v: dict, X: torch.Tensor, y: torch.Tensor) -> dict:
+    def _ggn_column(
+        self, v: dict, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> dict:
         z, Jv = jvp(lambda th: self._outputs(th, X), (self._theta,), (v,))
         gz = grad(self._loss_on_output)
 
@@ -359,6 +434,7 @@ class TorchAdapter:
             return grad(lambda w: (gz(w, yi) * ui).sum())(zi)
 
         HJv = vmap(h_out)(z, y, Jv)
+        HJv = HJv * w.reshape((len(w),) + (1,) * (HJv.dim() - 1))
         _, pullback = vjp(lambda th: self._outputs(th, X), self._theta)
         return pullback(HJv)[0]
 
@@ -367,7 +443,7 @@ class TorchAdapter:
         return self._block_product(V, rows, self._hvp_column)
 
     def ggn_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
-        """``G V`` with ``G = (1/n) sum_i J_i^T H_out,i J_i + L2``."""
+        """``G V`` with ``G = (1/n) sum_i w_i J_i^T H_out,i J_i + L2``."""
         return self._block_product(V, rows, self._ggn_column)
 
     def _operator(self, fn: Callable) -> LinearOperator:
@@ -406,10 +482,10 @@ class TorchAdapter:
     ) -> TorchAdapter:
         """The network minimising a response objective around the trained one.
 
-        The objectives of :meth:`LinearAdapter.response` (``"pbrf"``: Bregman
-        divergence of the module outputs to the trained ones, minus the
-        removed point's loss, plus the proximity term with weight decay;
-        ``"proximal"``: the training objective minus the point, plus
+        The objectives of :meth:`LinearAdapter.response` (``"pbrf"``: weighted
+        Bregman divergence of the module outputs to the trained ones, minus
+        the removed point's weighted loss, plus the proximity term with weight
+        decay; ``"proximal"``: the training objective minus the point, plus
         ``(damping/2) ||theta - theta_s||^2``), minimised by full-batch L-BFGS
         (strong Wolfe) from the trained parameters.
         """
@@ -417,7 +493,7 @@ class TorchAdapter:
             raise ValueError(f"kind must be 'pbrf' or 'proximal'; got {kind!r}.")
         n = self.n_train
         theta_s = self._flat(self._theta).detach()
-        pen = self._pen_t
+        pen, w = self._pen_t, self._w
         with torch.no_grad():
             zs = self._outputs(self._theta, self._X)
             loss_s = vmap(self._loss_on_output)(zs, self._y)
@@ -440,13 +516,13 @@ class TorchAdapter:
             losses = vmap(self._loss_on_output)(z, self._y)
             if kind == "pbrf":
                 lin = (rs * (z - zs)).reshape(n, -1).sum(dim=1)
-                value = (losses - loss_s - lin).sum() / n
+                value = (w * (losses - loss_s - lin)).sum() / n
                 value = value + 0.5 * ((pen + damping) * diff**2).sum()
             else:
-                value = losses.sum() / n + 0.5 * (pen * flat**2).sum()
+                value = (w * losses).sum() / n + 0.5 * (pen * flat**2).sum()
                 value = value + 0.5 * damping * (diff**2).sum()
             if remove is not None:
-                value = value - losses[remove] / n
+                value = value - w[remove] * losses[remove] / n
             value.backward()
             return value
 
@@ -459,7 +535,8 @@ class TorchAdapter:
         """The same network (same parameters) with ``(X, y)`` as its training
         set (inputs before ``preprocess``); the penalty keeps its mean-loss
         scale.  Used to fine-tune on, and take the curvature of, a validation
-        set (VM/FVM).  The copy has no retrain hook and no checkpoints."""
+        set (VM/FVM).  The copy has no retrain hook, no checkpoints and unit
+        weights (the training ``sample_weight`` does not carry over)."""
         new = copy.copy(self)
         new._X = self._inputs(X)
         new._y = self._targets(y)
@@ -468,6 +545,7 @@ class TorchAdapter:
                 f"X and y have different lengths: {len(new._X)} and {len(new._y)}."
             )
         new.n_train = len(new._X)
+        new._set_weights(None)
         new._refit = None
         new.checkpoints = []
         return new
@@ -478,11 +556,11 @@ class TorchAdapter:
         return new
 
     def batch_objective_grad(self, theta: NDArray, rows: Any) -> NDArray:
-        """Gradient at ``theta`` of the objective with the data term averaged
-        over ``rows`` only (a minibatch gradient), shape (n_params,)."""
+        """Gradient at ``theta`` of the objective with the (weighted) data term
+        averaged over ``rows`` only (a minibatch gradient), shape (n_params,)."""
         idx = np.arange(self.n_train)[rows]
         tree = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
-        g = grad(self._data_loss)(tree, self._X[idx], self._y[idx])
+        g = grad(self._data_loss)(tree, self._X[idx], self._y[idx], self._w[idx])
         return self._np(self._flat(g)) / len(idx) + self.penalty * theta
 
     def param_blocks(self) -> list[tuple[slice, tuple[int, ...]]]:
@@ -499,7 +577,8 @@ class TorchAdapter:
         """Retrain on the kept rows through the estimator's hook.
 
         ``random_state`` seeds a cold start (initialisation and batch order);
-        ``None`` keeps the estimator's own seed.
+        ``None`` keeps the estimator's own seed.  The hook retrains on the
+        kept rows with their kept weights.
         """
         if self._refit is None:
             raise NotImplementedError(

@@ -3,7 +3,8 @@
 ``TorchClassifier`` / ``TorchRegressor`` wrap an ``nn.Module`` and a loss and
 train them full-batch with L-BFGS by default, so the fitted network sits at a
 stationary point of exactly the objective influence differentiates:
-``J(theta) = mean_i loss_i + (weight_decay / 2) ||theta||^2``.  They register
+``J(theta) = (1/n) sum_i w_i loss_i + (weight_decay / 2) ||theta||^2`` with
+``w_i`` the ``sample_weight`` given to ``fit`` (ones by default).  They register
 a :class:`TorchAdapter` (and a retrain hook for leave-one-out ground truth).
 """
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch.func import vmap
 
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ._base import make_adapter
@@ -30,7 +33,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 class _TorchModel(BaseEstimator):
     _parameter_constraints: dict = {
-        "module": [HasMethods(["forward", "parameters"])],
+        "module": [HasMethods(["forward", "parameters"]), callable],
         "criterion": [callable, None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "optimizer": [StrOptions({"lbfgs", "adam"})],
@@ -75,16 +78,26 @@ class _TorchModel(BaseEstimator):
     def _encode(self, y: np.ndarray) -> torch.Tensor:
         raise NotImplementedError
 
+    def _check_outputs(self, z: torch.Tensor, yt: torch.Tensor) -> None:
+        raise NotImplementedError
+
     # -- training ---------------------------------------------------------------
 
-    def _objective(self, module, X, y) -> torch.Tensor:
-        loss = self.criterion_(module(X), y)
+    def _objective(self, module, X, y, w=None) -> torch.Tensor:
+        if w is None:
+            loss = self.criterion_(module(X), y)
+        else:
+            # the criterion on one row at a time, as the adapter reads it
+            def one(z, t):
+                return self.criterion_(z[None], t[None])
+
+            loss = (vmap(one)(module(X), y) * w).sum() / len(X)
         if self.weight_decay:
             sq = sum((p**2).sum() for p in module.parameters() if p.requires_grad)
             loss = loss + 0.5 * self.weight_decay * sq
         return loss
 
-    def _train(self, X: torch.Tensor, y: torch.Tensor) -> None:
+    def _train(self, X: torch.Tensor, y: torch.Tensor, w=None) -> None:
         params = [p for p in self.module_.parameters() if p.requires_grad]
         self.module_.train()
         if self.optimizer == "lbfgs":
@@ -100,7 +113,7 @@ class _TorchModel(BaseEstimator):
 
             def closure():
                 opt.zero_grad()
-                loss = self._objective(self.module_, X, y)
+                loss = self._objective(self.module_, X, y, w)
                 loss.backward()
                 return loss
 
@@ -113,11 +126,12 @@ class _TorchModel(BaseEstimator):
             for _ in range(self.max_iter):
                 for idx in torch.randperm(len(X), generator=gen).split(bs):
                     opt.zero_grad()
-                    self._objective(self.module_, X[idx], y[idx]).backward()
+                    wb = None if w is None else w[idx]
+                    self._objective(self.module_, X[idx], y[idx], wb).backward()
                     opt.step()
             self.n_iter_ = self.max_iter
         self.module_.eval()
-        grad_norm = self._grad_norm(X, y)
+        grad_norm = self._grad_norm(X, y, w)
         if self.optimizer == "lbfgs" and grad_norm > max(self.tol, 1e-6) * 10:
             warnings.warn(
                 f"L-BFGS stopped with gradient norm {grad_norm:.2g}; raise max_iter "
@@ -126,23 +140,51 @@ class _TorchModel(BaseEstimator):
                 stacklevel=3,
             )
 
-    def _grad_norm(self, X, y) -> float:
+    def _grad_norm(self, X, y, w=None) -> float:
         params = [p for p in self.module_.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(self._objective(self.module_, X, y), params)
+        grads = torch.autograd.grad(self._objective(self.module_, X, y, w), params)
         return float(torch.sqrt(sum((g**2).sum() for g in grads)))
 
-    def _fit_tensors(self, X, y, *, warm_start: bool = False):
+    def _fit_tensors(self, X, y, *, warm_start: bool = False, sample_weight=None):
         torch_dtype = _DTYPES[self.dtype]
         self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
+        yt = self._encode(np.asarray(y))
         if not warm_start:
             self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
-            self.module_ = copy.deepcopy(self.module).to(torch_dtype)
             if self.random_state is not None:
                 torch.manual_seed(self._seed)
+            self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
+            if self.random_state is not None:
                 reset_parameters(self.module_)
-        Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
-        self._train(Xt, self._encode(np.asarray(y)))
+        with torch.no_grad():
+            try:
+                z = self.module_(Xt[:1])
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"The module cannot be applied to X with {Xt.shape[1]} "
+                    f"features ({exc}). Build it for {Xt.shape[1]} input features, "
+                    "or pass a callable module(n_features, n_outputs)."
+                ) from exc
+            self._check_outputs(z, yt)
+        w = None
+        if sample_weight is not None:
+            w = torch.as_tensor(np.asarray(sample_weight), dtype=torch_dtype)
+        self._train(Xt, yt, w)
         return self
+
+    def _new_module(self, n_features: int, yt: torch.Tensor) -> torch.nn.Module:
+        """A copy of ``module``, or ``module(n_features, n_outputs)`` built."""
+        if isinstance(self.module, torch.nn.Module):
+            return copy.deepcopy(self.module)
+        n_outputs = self._n_outputs(yt)
+        module = self.module(n_features, n_outputs)
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(
+                f"module(n_features={n_features}, n_outputs={n_outputs}) must return "
+                f"a torch.nn.Module; got {type(module).__name__}."
+            )
+        return module
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -150,6 +192,28 @@ class _TorchModel(BaseEstimator):
         with torch.no_grad():
             Xt = torch.as_tensor(X, dtype=_DTYPES[self.dtype])
             return self.module_(Xt).double().numpy()
+
+    def _check_weights(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        w = check_array(
+            sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+        )
+        if w.ndim != 1 or len(w) != len(X):
+            raise ValueError(
+                f"sample_weight must have shape ({len(X)},), one weight per row of "
+                f"X; got {w.shape}."
+            )
+        if np.any(w < 0):
+            raise ValueError(
+                f"sample_weight must be non-negative; got a minimum of {w.min():.3g}."
+            )
+        if not np.any(w > 0):
+            raise ValueError(
+                "sample_weight is zero for every row; give at least one row a "
+                "positive weight."
+            )
+        return w
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -162,15 +226,19 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
 
     The module maps ``(n, n_features)`` float inputs to ``(n, n_classes)``
     logits; the loss defaults to ``CrossEntropyLoss``.  Training minimises
-    ``mean_i loss_i + (weight_decay/2) ||theta||^2`` full-batch with L-BFGS
+    ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2`` (``w_i`` the
+    ``sample_weight``, ones by default) full-batch with L-BFGS
     (or Adam), so the fitted network is at an optimum of the objective that
     :class:`~skinfluence.InfluenceScorer` differentiates.
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : torch.nn.Module or callable
         The network, with its initial weights (copied, never trained in
-        place).  With ``random_state`` set, weights are re-initialised by each
+        place), mapping ``(n, n_features)`` to ``(n, n_classes)`` logits; or
+        a callable ``module(n_features, n_outputs) -> nn.Module`` (e.g. the
+        class ``torch.nn.Linear``) that builds it for the data at each fit.
+        With ``random_state`` set, weights are re-initialised by each
         layer's ``reset_parameters`` under that seed.
     criterion : torch loss or None, default=None
         Mean-reduced loss on (logits, class index); ``None`` means
@@ -207,14 +275,31 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
     def _encode(self, y):
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
+    def _n_outputs(self, yt):
+        return len(self.classes_)
+
+    def _check_outputs(self, z, yt):
+        K = len(self.classes_)
+        if z.dim() != 2 or z.shape[1] != K:
+            raise ValueError(
+                f"The module outputs shape {tuple(z.shape[1:])} per row, but y has "
+                f"{K} classes: a TorchClassifier's module must output one logit "
+                f"per class, (n_samples, {K}). Build the last layer with {K} "
+                "outputs."
+            )
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights ``w_i`` of the losses in the objective
+            ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2``
+            (``n`` the number of rows: a weight of 2 counts a row twice).
 
         Returns
         -------
@@ -222,29 +307,37 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        w = self._check_weights(sample_weight, X)
         self.classes_ = np.unique(y)
-        return self._fit_tensors(X, y)
+        return self._fit_tensors(X, y, sample_weight=w)
 
     def decision_function(self, X):
-        """Logits of shape (n_samples, n_classes)."""
-        return self._forward(X)
+        """Logits of shape (n_samples, n_classes).
+
+        With two classes, scikit-learn's convention: the log-odds of
+        ``classes_[1]``, ``z_1 - z_0``, of shape (n_samples,).
+        """
+        z = self._forward(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def predict_proba(self, X):
-        """Softmax of the logits."""
-        z = self.decision_function(X)
+        """Softmax of the logits, shape (n_samples, n_classes)."""
+        z = self._forward(X)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        z = self._forward(X)
+        return self.classes_[np.argmax(z, axis=1)]
 
 
 class TorchRegressor(RegressorMixin, _TorchModel):
     """A torch regression network as a scikit-learn regressor.
 
     The module maps ``(n, n_features)`` to ``(n, 1)`` (or ``(n, n_targets)``);
-    the loss defaults to ``MSELoss``.  Parameters as :class:`TorchClassifier`.
+    a callable ``module(n_features, n_targets)`` builds it at each fit.  The
+    loss defaults to ``MSELoss``.  Parameters as :class:`TorchClassifier`.
 
     Attributes
     ----------
@@ -261,14 +354,28 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         y = y.reshape(len(y), -1)
         return torch.as_tensor(y, dtype=_DTYPES[self.dtype])
 
+    def _n_outputs(self, yt):
+        return yt.shape[1]
+
+    def _check_outputs(self, z, yt):
+        if tuple(z.shape[1:]) != tuple(yt.shape[1:]):
+            raise ValueError(
+                f"The module outputs shape {tuple(z.shape[1:])} per row, but y has "
+                f"{yt.shape[1]} target(s): a TorchRegressor's module must output "
+                f"(n_samples, {yt.shape[1]}), or the loss would broadcast."
+            )
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights ``w_i`` of the losses in the objective
+            ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2``.
 
         Returns
         -------
@@ -277,8 +384,14 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True
         )
+        w = self._check_weights(sample_weight, X)
         self._y_ndim = np.ndim(y)
-        return self._fit_tensors(X, y)
+        return self._fit_tensors(X, y, sample_weight=w)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def predict(self, X):
         """Network outputs, ``(n_samples,)`` for a single target."""
@@ -286,18 +399,19 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         return out[:, 0] if self._y_ndim == 1 and out.shape[1] == 1 else out
 
 
-def _torch_model_adapter(est: _TorchModel, X, y, *, preprocess=None, **kwargs: Any):
-    if kwargs.pop("sample_weight", None) is not None:
-        raise ValueError(
-            f"sample_weight is not supported for {type(est).__name__} yet."
-        )
+def _torch_model_adapter(
+    est: _TorchModel, X, y, *, preprocess=None, sample_weight=None, **kwargs: Any
+):
     Xf = preprocess.transform(X) if preprocess is not None else X
+    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     return _build_adapter(
-        est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, **kwargs
+        est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, sw, **kwargs
     )
 
 
-def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchAdapter:
+def _build_adapter(
+    est: _TorchModel, Xf, y, preprocess, sample_weight, **kwargs: Any
+) -> TorchAdapter:
     if getattr(est.criterion_, "weight", None) is not None:
         raise ValueError(
             "Class-weighted criteria (weight=...) are not supported yet: the "
@@ -311,11 +425,12 @@ def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchA
         new = copy.deepcopy(est) if warm_start else clone(est)
         if random_state is not None:
             new.set_params(random_state=random_state)
+        sw = None if sample_weight is None else sample_weight[keep]
         if warm_start:
-            new._fit_tensors(Xf[keep], y[keep], warm_start=True)
+            new._fit_tensors(Xf[keep], y[keep], warm_start=True, sample_weight=sw)
         else:
-            new.fit(Xf[keep], y[keep])
-        return _build_adapter(new, Xf[keep], y[keep], preprocess, **kwargs)
+            new.fit(Xf[keep], y[keep], sample_weight=sw)
+        return _build_adapter(new, Xf[keep], y[keep], preprocess, sw, **kwargs)
 
     return TorchAdapter(
         est.module_,
@@ -328,6 +443,7 @@ def _build_adapter(est: _TorchModel, Xf, y, preprocess, **kwargs: Any) -> TorchA
         dtype=_DTYPES[est.dtype],
         refit=refit,
         preprocess=preprocess,
+        sample_weight=sample_weight,
         **kwargs,
     )
 

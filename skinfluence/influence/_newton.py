@@ -221,10 +221,12 @@ def regression_diagnostics(
         dtheta[t] = (Hg + np.einsum("bkp,bk->bp", HJ, a)) / n
     out = {"leverage": h, "dfbeta": -dtheta}
     nan = np.full(n, np.nan)
-    try:
-        parts = adapter.residual_parts()
-    except ValueError:
-        parts = None
+    parts = None
+    if hasattr(adapter, "residual_parts"):  # single-output closed forms
+        try:
+            parts = adapter.residual_parts()
+        except ValueError:  # several outputs
+            parts = None
     if parts is None:
         # generalised Cook's distance: the Newton step in the curvature's norm
         Hd = adapter.hessian_matvec(dtheta.T).T

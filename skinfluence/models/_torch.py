@@ -468,6 +468,55 @@ class TorchAdapter:
         """Dense Gauss-Newton matrix, assembled in chunks."""
         return self._dense(self.ggn_matvec)
 
+    def row_curvature(self, rows: Any = slice(None)) -> tuple[NDArray, NDArray]:
+        """Each row's Gauss-Newton block as ``J_i^T M_i J_i``.
+
+        Parameters
+        ----------
+        rows : slice or array of int, default=slice(None)
+            Training rows.
+
+        Returns
+        -------
+        J : ndarray of shape (b, n_outputs, n_params)
+            Per-row Jacobians of the module output (``jacrev``, vmapped).
+        M : ndarray of shape (b, n_outputs, n_outputs)
+            ``w_i`` times the Hessian of the loss in the module output.
+        """
+        idx = np.arange(self.n_train)[rows]
+
+        def out(theta, x):
+            return self._outputs(theta, x[None]).reshape(-1)
+
+        def out_hessian(z, y):
+            return torch.func.hessian(self._loss_on_output)(z, y).reshape(
+                z.numel(), z.numel()
+            )
+
+        Js, Ms = [], []
+        jac = vmap(torch.func.jacrev(out), in_dims=(None, 0))
+        for t in chunks(len(idx), max(1, self._chunk // 4)):
+            Xb, yb = self._X[idx[t]], self._y[idx[t]]
+            tree = jac(self._theta, Xb)  # name -> (b, K, *shape)
+            J = torch.cat(
+                [tree[k].reshape(len(Xb), tree[k].shape[1], -1) for k in self._names],
+                dim=2,
+            )
+            with torch.no_grad():
+                z = self._outputs(self._theta, Xb)
+            M = vmap(out_hessian)(z, yb) * self._w[idx[t]].reshape(-1, 1, 1)
+            Js.append(self._np(J))
+            Ms.append(self._np(M))
+        return np.concatenate(Js), np.concatenate(Ms)
+
+    def parameter_names(self, feature_names: Any = None) -> list[str]:
+        """``<tensor name>[<flat index>]`` per parameter (``named_parameters``)."""
+        return [
+            f"{name}[{j}]"
+            for name, size in zip(self._names, self._sizes, strict=True)
+            for j in range(size)
+        ]
+
     def _dense(self, fn: Callable) -> NDArray:
         return dense_from_matmat(fn, self.n_params, verbose=self.verbose)
 

@@ -288,3 +288,37 @@ def test_an_isolated_row_warns_and_gives_nan():
         table = scorer.diagnostics()
     assert_allclose(table["leverage"][20], 1.0, rtol=1e-8)
     assert isinstance(table, pd.DataFrame)
+
+
+def test_network_leverage_is_the_gauss_newton_hat_matrix():
+    """For a network: the rows' blocks add up to the dense GGN, and the
+    leverages to its effective degrees of freedom tr(G (G + L2 + damping)^-1)."""
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from skinfluence import TorchClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:120]
+    y = y[:120]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 6), torch.nn.Tanh(), torch.nn.Linear(6, 10)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scorer = InfluenceScorer(
+            TorchClassifier(net, weight_decay=1e-2, max_iter=50, random_state=0),
+            curvature="ggn",
+            damping=1e-3,
+        ).fit(X, y)
+    a = scorer.adapter_
+    J, M = a.row_curvature(slice(None))
+    G = np.einsum("bkp,bkl,blq->pq", J, M, J) / len(y)
+    dense = a.ggn_matrix()
+    assert_allclose(G + np.diag(a.penalty), dense, atol=1e-12)
+    table = scorer.diagnostics()
+    H = dense + 1e-3 * np.eye(len(dense))
+    assert_allclose(table["leverage"].sum(), np.trace(np.linalg.solve(H, G)))
+    assert table["residual"].isna().all()
+    assert table.columns[-1] == "dfbeta_2.bias[9]"

@@ -126,7 +126,7 @@ class _InfluenceCleaner(BaseEstimator):
             )
         Xv, yv = self._validation_set(X, y, X_val, y_val)
         finetuner = clone(self.finetune) if self.finetune is not None else Finetuner()
-        adapter = finetuner.run(
+        adapter, info = finetuner.run(
             self.scorer_.adapter_,
             Xv,
             np.asarray(yv),
@@ -149,7 +149,7 @@ class _InfluenceCleaner(BaseEstimator):
                 NotAtOptimumWarning,
                 stacklevel=3,
             )
-        self.finetune_info_ = adapter.finetune_info
+        self.finetune_info_ = info
         self.validation_curvature_ = backend
         return adapter, backend
 

@@ -336,9 +336,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             verbose=self.verbose,
         )
         self.n_train_ = self.adapter_.n_train
-        self.train_indices_ = getattr(
-            self.adapter_, "train_indices", np.arange(self.n_train_)
-        )
+        self.train_indices_ = np.asarray(self.adapter_.train_indices)
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
         self.curvature_ = make_curvature(

@@ -1,11 +1,32 @@
 """Model adapters: a fitted estimator -> gradients, Hessian products, retraining.
 
+Every adapter implements the core :class:`ModelAdapter`; what only some
+models can do is a capability protocol (:class:`DenseCurvature`,
+:class:`KroneckerStatistics`, :class:`Retrainable`, ...), asked for with
+:func:`require`.  ``make_adapter.register`` plugs in a new model family.
+
 The torch pieces (``TorchAdapter``, ``TorchClassifier``, ``TorchRegressor``)
 import torch on first access; the linear path never does.
 """
 
-from ._base import ModelAdapter, make_adapter, supported_estimators
+from ._base import make_adapter, supported_estimators
+from ._contract import (
+    DenseCurvature,
+    GGNDiagonal,
+    HessianDiagonal,
+    InputGradients,
+    KroneckerStatistics,
+    MinibatchCurvature,
+    ModelAdapter,
+    Reparametrizable,
+    ResponseFunction,
+    Retrainable,
+    SubsetHessian,
+    TrainingCheckpoints,
+    require,
+)
 from ._finetune import Finetuner
+from ._kronecker import FISHER_TYPES, KroneckerLayer
 from ._linear import LinearAdapter
 
 _TORCH = {
@@ -25,13 +46,27 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "FISHER_TYPES",
+    "DenseCurvature",
     "Finetuner",
+    "GGNDiagonal",
+    "HessianDiagonal",
+    "InputGradients",
+    "KroneckerLayer",
+    "KroneckerStatistics",
     "LinearAdapter",
+    "MinibatchCurvature",
     "ModelAdapter",
+    "Reparametrizable",
+    "ResponseFunction",
+    "Retrainable",
+    "SubsetHessian",
     "TorchAdapter",
     "TorchClassifier",
     "TorchRegressor",
     "TracInCheckpoints",
+    "TrainingCheckpoints",
     "make_adapter",
+    "require",
     "supported_estimators",
 ]

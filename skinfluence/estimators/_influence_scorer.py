@@ -159,12 +159,19 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     damping : float or "auto", default=0.0
         Non-negative Tikhonov damping added to the curvature.  ``"auto"``: a
         fraction of the curvature's mean eigenvalue (1e-3; 0.1 for ``"ef"``).
-    train_gradient : {"loss", "total"}, default="loss"
+    train_gradient : {"auto", "loss", "total"}, default="auto"
         Training-side gradient.  ``"loss"``: the per-sample loss gradient,
         which matches refitting without the point at the *same*
-        hyper-parameters (``C``, ``alpha``).  ``"total"``: the loss gradient
-        plus the L2 gradient, which matches Koh & Liang's refit at a fixed
-        per-sample regularisation strength.
+        hyper-parameters when the model's penalty is on the sum scale
+        (``LogisticRegression``'s ``C``, ``Ridge``'s ``alpha``, an MLP's
+        ``alpha``).  ``"total"``: the loss gradient plus the row's share of
+        the L2 gradient, which matches a refit at a fixed per-sample
+        regularisation strength (Koh & Liang) -- and therefore the refit at
+        the same hyper-parameters of models that average their loss
+        (``SGDClassifier``/``SGDRegressor``'s ``alpha``, the GLMs'
+        ``alpha``).  ``"auto"``: whichever of the two matches refitting the
+        wrapped model at its own hyper-parameters (``train_gradient_`` says
+        which; ``"loss"`` for networks, where PBRF is the ground truth).
     batch_size : int, default=None
         Rows per block of gradients and scores; ``None`` picks the largest
         block inside a 256 MiB budget.
@@ -200,8 +207,9 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         parameters.  Influence assumes an optimum; a
         :class:`~skinfluence.exceptions.NotAtOptimumWarning` is raised when it
         is large relative to the per-sample gradients.
-    train_gradient_ : str
-        The ``train_gradient`` the fitted state was computed with.
+    train_gradient_ : {"loss", "total"}
+        The training gradient the fitted state was computed with
+        (``train_gradient`` with ``"auto"`` resolved).
     self_influence_ : ndarray of shape (n_train_,)
         ``g_i^T (H + damping I)^{-1} g_i >= 0`` (with ``train_gradient="total"``
         the right factor is the total gradient: the predicted change of the
@@ -254,7 +262,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             HasMethods(["fit", "solve"]),
         ],
         "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "train_gradient": [StrOptions({"loss", "total"})],
+        "train_gradient": [StrOptions({"auto", "loss", "total"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -266,7 +274,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         *,
         curvature="auto",
         damping=0.0,
-        train_gradient="loss",
+        train_gradient="auto",
         batch_size=None,
         random_state=None,
         verbose=0,
@@ -346,6 +354,10 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.grad_norm_, grad_scale = stationarity(self.adapter_, self.batch_size)
         warn_if_not_stationary(self.grad_norm_, grad_scale)
         self.train_gradient_ = self.train_gradient
+        if self.train_gradient == "auto":
+            self.train_gradient_ = getattr(
+                self.adapter_, "removal_gradient", "loss"
+            )  # TODO(merge)
         return self
 
     def influence(self, X, y=None, *, target="loss"):

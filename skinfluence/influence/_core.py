@@ -137,7 +137,9 @@ def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
             f"The fitted model is not at an optimum of its training objective: "
             f"||grad J|| = {grad_norm:.3g} vs a gradient scale (per-sample and "
             f"penalty) of {grad_scale:.3g}. Influence assumes an optimum; tighten the "
-            "model's tol or raise max_iter, and fit it on the same data.",
+            "model's tol or raise max_iter, and fit it on the same data. A frozen "
+            "model fitted with sample_weight needs the same weights: pass "
+            "sample_weight to fit.",
             NotAtOptimumWarning,
             stacklevel=3,
         )

@@ -26,6 +26,7 @@ from ._contract import (
     require,
 )
 from ._finetune import Finetuner
+from ._huber import HuberAdapter
 from ._kronecker import FISHER_TYPES, KroneckerLayer
 from ._linear import LinearAdapter
 
@@ -51,6 +52,7 @@ __all__ = [
     "Finetuner",
     "GGNDiagonal",
     "HessianDiagonal",
+    "HuberAdapter",
     "InputGradients",
     "KroneckerLayer",
     "KroneckerStatistics",

@@ -44,6 +44,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,10 +56,18 @@ from scipy.special import expit, log_expit, logsumexp, softmax
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
+    GammaRegressor,
     LinearRegression,
     LogisticRegression,
     LogisticRegressionCV,
+    PoissonRegressor,
     Ridge,
+    RidgeClassifier,
+    RidgeClassifierCV,
+    RidgeCV,
+    SGDClassifier,
+    SGDRegressor,
+    TweedieRegressor,
 )
 from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
@@ -79,12 +89,16 @@ class _SquaredLoss:
     def residual(self, Z: NDArray, t: NDArray) -> NDArray:
         return Z - t
 
-    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+    def hess_apply(self, Z: NDArray, U: NDArray, t: NDArray | None = None) -> NDArray:
         return U
 
-    def hess_entries(self, Z: NDArray) -> NDArray:
+    def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
         K = Z.shape[1]
         return np.broadcast_to(np.eye(K), (Z.shape[0], K, K))
+
+    def mean(self, Z: NDArray) -> tuple[NDArray, NDArray]:
+        """The prediction ``y_hat`` and ``d y_hat / d z`` (identity link)."""
+        return Z, np.ones_like(Z)
 
 
 class _BinomialLoss:
@@ -97,14 +111,29 @@ class _BinomialLoss:
     def residual(self, Z: NDArray, t: NDArray) -> NDArray:
         return expit(Z) - t
 
-    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+    def hess_apply(self, Z: NDArray, U: NDArray, t: NDArray | None = None) -> NDArray:
         p = expit(Z)
         a = (p * (1 - p)).reshape(p.shape + (1,) * (U.ndim - 2))
         return a * U
 
-    def hess_entries(self, Z: NDArray) -> NDArray:
+    def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
         p = expit(Z)
         return (p * (1 - p))[:, :, None]
+
+
+class _OvRLoss(_BinomialLoss):
+    """One binary log-loss per output (one-vs-rest), summed; ``t`` one-hot.
+
+    The objective of ``SGDClassifier(loss="log_loss")`` on more than two
+    classes: K independent binary problems sharing the data.
+    """
+
+    def loss(self, Z: NDArray, t: NDArray) -> NDArray:
+        return -np.sum(t * log_expit(Z) + (1 - t) * log_expit(-Z), axis=1)
+
+    def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
+        p = expit(Z)
+        return (p * (1 - p))[:, :, None] * np.eye(Z.shape[1])
 
 
 class _MultinomialLoss:
@@ -116,15 +145,87 @@ class _MultinomialLoss:
     def residual(self, Z: NDArray, t: NDArray) -> NDArray:
         return softmax(Z, axis=1) - t
 
-    def hess_apply(self, Z: NDArray, U: NDArray) -> NDArray:
+    def hess_apply(self, Z: NDArray, U: NDArray, t: NDArray | None = None) -> NDArray:
         # (diag p - p p^T) U for U of shape (n, K) or (n, K, m)
         P = softmax(Z, axis=1)
         P = P.reshape(P.shape + (1,) * (U.ndim - 2))
         return P * U - P * np.sum(P * U, axis=1, keepdims=True)
 
-    def hess_entries(self, Z: NDArray) -> NDArray:
+    def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
         P = softmax(Z, axis=1)
         return P[:, :, None] * np.eye(P.shape[1]) - P[:, :, None] * P[:, None, :]
+
+
+class _TweedieLoss:
+    """Half Tweedie deviance of power ``p`` with a log or identity link.
+
+    ``mu = exp(z)`` or ``mu = z``; per sample ``L(y, mu)`` is half the unit
+    deviance: ``(y - mu)^2 / 2`` (p = 0), ``y log(y / mu) - y + mu`` (p = 1,
+    Poisson), ``log(mu / y) + y / mu - 1`` (p = 2, Gamma), and in general
+    ``y^(2-p) / ((1-p)(2-p)) - y mu^(1-p) / (1-p) + mu^(2-p) / (2-p)``; so the
+    loss is 0 at ``mu = y`` as scikit-learn's deviance.  With
+    ``L'(mu) = mu^-p (mu - y)`` and ``L''(mu) = mu^(-p-1) ((1-p) mu + p y)``
+    the derivatives in ``z`` follow by the chain rule (log link:
+    ``l' = L' mu``, ``l'' = L'' mu^2 + L' mu``).  The Hessian in ``z`` is not
+    always positive (log link with p < 1 or p > 2, identity link): it is still
+    exact, since the model is linear in ``z``.
+    """
+
+    def __init__(self, power: float, link: str) -> None:
+        self.power = float(power)
+        self.link = link
+
+    def _mu(self, Z: NDArray) -> NDArray:
+        return np.exp(Z) if self.link == "log" else Z
+
+    def loss(self, Z: NDArray, t: NDArray) -> NDArray:
+        mu, y, p = self._mu(Z[:, 0]), t[:, 0], self.power
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 0:
+                out = 0.5 * (y - mu) ** 2
+            elif p == 1:
+                out = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+                out += mu - y
+            elif p == 2:
+                out = np.log(mu / y) + y / mu - 1
+            else:
+                out = (
+                    np.maximum(y, 0) ** (2 - p) / ((1 - p) * (2 - p))
+                    - y * mu ** (1 - p) / (1 - p)
+                    + mu ** (2 - p) / (2 - p)
+                )
+        return out
+
+    def _derivatives(self, Z: NDArray, t: NDArray | None) -> tuple[NDArray, ...]:
+        mu, p = self._mu(Z), self.power
+        y = mu if t is None else t
+        d1 = mu ** (-p) * (mu - y)
+        d2 = mu ** (-p - 1) * ((1 - p) * mu + p * y)
+        if self.link == "log":
+            return d1 * mu, d2 * mu**2 + d1 * mu
+        return d1, d2
+
+    def residual(self, Z: NDArray, t: NDArray) -> NDArray:
+        return self._derivatives(Z, t)[0]
+
+    def hess_apply(self, Z: NDArray, U: NDArray, t: NDArray | None = None) -> NDArray:
+        a = self._hess(Z, t)
+        return a.reshape(a.shape + (1,) * (U.ndim - 2)) * U
+
+    def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
+        return self._hess(Z, t)[:, :, None]
+
+    def _hess(self, Z: NDArray, t: NDArray | None) -> NDArray:
+        if t is None:
+            raise ValueError(
+                "The Tweedie curvature depends on the targets; pass them (t=...)."
+            )
+        return self._derivatives(Z, t)[1]
+
+    def mean(self, Z: NDArray) -> tuple[NDArray, NDArray]:
+        """The prediction ``mu`` and ``d mu / d z``."""
+        mu = self._mu(Z)
+        return mu, (mu if self.link == "log" else np.ones_like(Z))
 
 
 # ---------------------------------------------------------------------------
@@ -136,30 +237,225 @@ def _reject(estimator: Any, why: str) -> None:
     raise ValueError(f"Cannot compute influence for {estimator!r}: {why}")
 
 
-def _logistic_spec(est: LogisticRegression, n: int) -> dict:
+@dataclass
+class _Objective:
+    """A fitted model's training objective on the mean scale.
+
+    ``J = (1/n) sum_i w_i loss(z_i, t_i) + (1/2) theta^T diag(penalty) theta``
+    with ``lam`` the penalty on ``coef_`` (a scalar or one per output) and
+    ``lam_b`` on the intercept.  ``encoding`` says how labels become targets
+    ``t``; ``removal`` is the training gradient that matches refitting
+    without a point at the same hyper-parameters ("loss" when the penalty is
+    on the sum scale, "total" when the model averages its loss so that the
+    penalty's share of each row leaves with it); ``share_by_weight``: that
+    share is proportional to the row's sample weight (GLMs normalise the
+    weights), else one per row; ``refit`` builds the estimator a retrain
+    fits (the selected hyper-parameters of a CV model held fixed);
+    ``minimize_refit``: retrain by minimising ``J`` itself (stochastic
+    solvers, whose own refit is not a ground truth).
+    """
+
+    loss: Any
+    lam: Any
+    lam_b: float = 0.0
+    classes: NDArray | None = None
+    encoding: str = "real"
+    removal: str = "loss"
+    share_by_weight: bool = False
+    refit: Callable[[], Any] | None = None
+    minimize_refit: bool = False
+
+
+def _logistic_spec(est: LogisticRegression, n: int) -> _Objective:
+    C = getattr(est, "C", None)
+    refit = None
     if isinstance(est, LogisticRegressionCV):
-        _reject(
-            est,
-            "LogisticRegressionCV selects C by cross-validation, so 'the same "
-            "hyper-parameters' is ambiguous. Use LogisticRegression(C=search.C_[0]).",
-        )
-    penalty = getattr(est, "penalty", "deprecated")
-    l1_ratio = getattr(est, "l1_ratio", None) or 0.0
-    l1 = {"l1": 1.0, "l2": 0.0, None: 0.0}.get(penalty, l1_ratio)
-    if l1 > 0:
-        _reject(
-            est,
-            "influence needs a twice-differentiable objective, and an L1 term "
-            f"(penalty={penalty!r}, l1_ratio={l1_ratio!r}) is not. Use l1_ratio=0.",
-        )
-    unpenalised = penalty is None or not np.isfinite(est.C)
-    lam = 0.0 if unpenalised else 1.0 / (est.C * n)
+        # the selected C_ (and l1_ratio_) are held fixed, like any other
+        # hyper-parameter: removal is predicted for LogisticRegression(C=C_)
+        C = float(np.ravel(est.C_)[0])
+        l1_ratio = float(np.ravel(getattr(est, "l1_ratio_", [0.0]))[0] or 0.0)
+        penalty = getattr(est, "penalty", "deprecated")
+        if penalty in ("l1", "elasticnet") and penalty != "deprecated":
+            l1_ratio = 1.0 if penalty == "l1" else l1_ratio
+        if l1_ratio > 0:
+            _reject(
+                est,
+                "influence needs a twice-differentiable objective, and the "
+                f"selected l1_ratio_={l1_ratio!r} adds an L1 term. Use "
+                "l1_ratios=(0,).",
+            )
+
+        def refit():
+            return LogisticRegression(
+                C=C,
+                fit_intercept=est.fit_intercept,
+                intercept_scaling=est.intercept_scaling,
+                class_weight=est.class_weight,
+                solver=est.solver,
+                max_iter=est.max_iter,
+                tol=est.tol,
+            )
+
+    else:
+        penalty = getattr(est, "penalty", "deprecated")
+        l1_ratio = est.l1_ratio or 0.0
+        if penalty == "l1" or (penalty == "elasticnet" and l1_ratio > 0):
+            _reject(
+                est,
+                f"influence needs a twice-differentiable objective, and "
+                f"penalty={penalty!r} adds an L1 term. Leave penalty at its default "
+                "and keep l1_ratio=0 (penalty='l2' before scikit-learn 1.8).",
+            )
+        if penalty in ("deprecated", "l2") and l1_ratio > 0:
+            _reject(
+                est,
+                "influence needs a twice-differentiable objective, and "
+                f"l1_ratio={l1_ratio!r} adds an L1 term. Use l1_ratio=0.",
+            )
+        if penalty is None:
+            C = np.inf
+    lam = 0.0 if not np.isfinite(C) else 1.0 / (C * n)
     lam_b = 0.0
     if est.solver == "liblinear" and est.fit_intercept:
         lam_b = lam / est.intercept_scaling**2
-    classes = est.classes_
-    loss = _BinomialLoss() if len(classes) == 2 else _MultinomialLoss()
-    return {"loss": loss, "lam": lam, "lam_b": lam_b, "classes": classes}
+    binary = len(est.classes_) == 2
+    return _Objective(
+        loss=_BinomialLoss() if binary else _MultinomialLoss(),
+        lam=lam,
+        lam_b=lam_b,
+        classes=est.classes_,
+        encoding="binary" if binary else "onehot",
+        refit=refit,
+    )
+
+
+def _ridge_spec(est: Any, n: int) -> _Objective:
+    """``Ridge``/``RidgeCV``/``LinearRegression``: sum of squares + alpha."""
+    _check_no_positive(est)
+    alpha = getattr(est, "alpha_", getattr(est, "alpha", 0.0))
+    refit = None
+    if isinstance(est, RidgeCV):
+
+        def refit():
+            return Ridge(alpha=est.alpha_, fit_intercept=est.fit_intercept)
+
+    return _Objective(
+        loss=_SquaredLoss(), lam=np.asarray(alpha, dtype=float) / n, refit=refit
+    )
+
+
+def _ridge_classifier_spec(est: Any, n: int) -> _Objective:
+    """Ridge on targets in {-1, +1} (one column per class beyond binary)."""
+    _check_no_positive(est)
+    alpha = getattr(est, "alpha_", None)
+    refit = None
+    if alpha is not None:  # RidgeClassifierCV: the selected alpha_ held fixed
+
+        def refit():
+            return RidgeClassifier(
+                alpha=est.alpha_,
+                fit_intercept=est.fit_intercept,
+                class_weight=est.class_weight,
+            )
+
+    else:
+        alpha = est.alpha
+    return _Objective(
+        loss=_SquaredLoss(),
+        lam=float(alpha) / n,
+        classes=est.classes_,
+        encoding="pm1",
+        refit=refit,
+    )
+
+
+def _sgd_penalty(est: Any) -> float:
+    if est.penalty is None:
+        return 0.0
+    if est.penalty == "l1" or (est.penalty == "elasticnet" and est.l1_ratio > 0):
+        _reject(
+            est,
+            f"influence needs a twice-differentiable objective, and "
+            f"penalty={est.penalty!r} (l1_ratio={est.l1_ratio!r}) adds an L1 term. "
+            "Use penalty='l2'.",
+        )
+    return float(est.alpha)
+
+
+def _sgd_classifier_spec(est: SGDClassifier, n: int) -> _Objective:
+    """``(1/n) sum_i w_i logloss_i + (alpha/2) ||coef||^2``, one-vs-rest."""
+    if est.loss != "log_loss":
+        _reject(
+            est,
+            f"loss={est.loss!r} is not twice differentiable (or not a "
+            "likelihood); influence supports SGDClassifier(loss='log_loss').",
+        )
+    binary = len(est.classes_) == 2
+    if not binary and est.class_weight is not None:
+        _reject(
+            est,
+            "with more than two classes SGDClassifier weighs each one-vs-rest "
+            "problem differently (positives by their class weight, the rest by 1), "
+            "which is not one weight per row. Use class_weight=None or "
+            "LogisticRegression.",
+        )
+    return _Objective(
+        loss=_BinomialLoss() if binary else _OvRLoss(),
+        lam=_sgd_penalty(est),
+        classes=est.classes_,
+        encoding="binary" if binary else "onehot",
+        removal="total",
+        minimize_refit=True,
+    )
+
+
+def _sgd_regressor_spec(est: SGDRegressor, n: int) -> _Objective:
+    """``(1/n) sum_i w_i (y_i - y_hat_i)^2 / 2 + (alpha/2) ||coef||^2``."""
+    if est.loss != "squared_error":
+        _reject(
+            est,
+            f"loss={est.loss!r} is not twice differentiable; influence supports "
+            "SGDRegressor(loss='squared_error').",
+        )
+    return _Objective(
+        loss=_SquaredLoss(),
+        lam=_sgd_penalty(est),
+        removal="total",
+        minimize_refit=True,
+    )
+
+
+def _glm_spec(est: Any, n: int) -> _Objective:
+    """Poisson/Gamma/Tweedie: ``sum_i w~_i L_i + (alpha/2) ||coef||^2``, with
+    the weights normalised to sum to one (scikit-learn's GLM convention)."""
+    if isinstance(est, PoissonRegressor):
+        power, link = 1.0, "log"
+    elif isinstance(est, GammaRegressor):
+        power, link = 2.0, "log"
+    else:
+        power = float(est.power)
+        link = est.link if est.link != "auto" else ("identity" if power <= 0 else "log")
+    return _Objective(
+        loss=_TweedieLoss(power, link),
+        lam=float(est.alpha),
+        removal="total",
+        share_by_weight=True,
+    )
+
+
+def _objective(est: Any, n: int) -> _Objective:
+    """The objective of any supported linear model (dispatch on its class)."""
+    if isinstance(est, LogisticRegression):
+        return _logistic_spec(est, n)
+    if isinstance(est, RidgeClassifier | RidgeClassifierCV):
+        return _ridge_classifier_spec(est, n)
+    if isinstance(est, SGDClassifier):
+        return _sgd_classifier_spec(est, n)
+    if isinstance(est, SGDRegressor):
+        return _sgd_regressor_spec(est, n)
+    if isinstance(est, PoissonRegressor | GammaRegressor | TweedieRegressor):
+        return _glm_spec(est, n)
+    return _ridge_spec(est, n)
 
 
 def _class_weights(est: Any, codes: NDArray) -> NDArray:
@@ -177,6 +473,21 @@ def _check_no_positive(est: Any) -> None:
             "positive=True constrains the coefficients, so the fitted model is not "
             "a stationary point of a smooth objective. Use positive=False.",
         )
+
+
+def _encode_targets(encoding: str, codes: NDArray, n_classes: int) -> NDArray:
+    """Class indices as the model's regression targets.
+
+    ``"binary"``: ``(n, 1)`` in {0, 1} (one logit); ``"onehot"``: ``(n, K)``;
+    ``"pm1"``: ``RidgeClassifier``'s {-1, +1}, one column when binary.
+    """
+    if encoding == "binary":
+        return (codes == 1).astype(np.float64)[:, None]
+    if encoding == "onehot":
+        return np.eye(n_classes)[codes]
+    if n_classes == 2:
+        return np.where(codes == 1, 1.0, -1.0)[:, None]
+    return 2.0 * np.eye(n_classes)[codes] - 1.0
 
 
 def _sample_weight(sample_weight: ArrayLike | None, n: int) -> NDArray | None:
@@ -244,27 +555,30 @@ class LinearAdapter:
         self.n_train = n
         est = estimator
         self.fit_intercept = bool(getattr(est, "fit_intercept", True))
-        if isinstance(est, LogisticRegression):
-            spec = _logistic_spec(est, n)
-            self.is_classifier = True
-            self.classes = spec["classes"]
-            self._loss = spec["loss"]
+        spec = _objective(est, n)
+        self._spec = spec
+        self._loss = spec.loss
+        self.classes = spec.classes
+        self.is_classifier = spec.classes is not None
+        #: The training gradient that predicts a refit without the point at the
+        #: same hyper-parameters: "loss" or "total" (see ``_Objective``).
+        self.removal_gradient = spec.removal
+        lam, lam_b = spec.lam, spec.lam_b
+        self.weights = np.ones(n)
+        if self.is_classifier:
             self._codes = self._encode(self.y)
-            self._class_weight = _class_weights(est, self._codes)
-            self.weights = self._class_weight[self._codes].astype(np.float64)
-            lam, lam_b = spec["lam"], spec["lam_b"]
-        else:
-            _check_no_positive(est)
-            self.is_classifier = False
-            self.classes = None
-            self._loss = _SquaredLoss()
-            self.weights = np.ones(n)
-            lam = getattr(est, "alpha", 0.0)
-            lam = np.asarray(lam, dtype=float) / n
-            lam_b = 0.0
+            self._class_weight = _class_weights(est, self._codes).astype(np.float64)
+            self.weights = self._class_weight[self._codes]
         self.sample_weight = _sample_weight(sample_weight, n)
+        #: Each row's share of the penalty when it is removed ("total").
+        self._share = np.ones(n)
         if self.sample_weight is not None:
             self.weights = self.weights * self.sample_weight
+            if spec.share_by_weight:
+                total = self.sample_weight.sum()
+                self._share = self.sample_weight * n / total
+                # the GLM penalty alpha sits on the normalised-weight scale
+                lam = lam * total / n
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         if coef.shape[1] != d:
             raise ValueError(
@@ -310,9 +624,7 @@ class LinearAdapter:
     def _targets(self, y: ArrayLike | None, codes: NDArray | None = None) -> NDArray:
         if self.is_classifier:
             codes = self._encode(y) if codes is None else codes
-            if isinstance(self._loss, _BinomialLoss):
-                return (codes == 1).astype(np.float64)[:, None]
-            return np.eye(len(self.classes))[codes]
+            return _encode_targets(self._spec.encoding, codes, len(self.classes))
         t = check_array(
             np.asarray(y), ensure_2d=False, dtype=np.float64, input_name="y"
         ).reshape(len(y), -1)
@@ -351,11 +663,14 @@ class LinearAdapter:
         return self._loss.loss(Z, self._targets(y))
 
     def prediction(self, X: ArrayLike) -> NDArray:
-        """Scalar prediction: ``y_hat`` (regression) or ``log p(predicted class)``."""
+        """Scalar prediction: ``y_hat`` (regression; the mean ``mu`` of a GLM) or
+        ``-loss`` at the predicted class (``log p(predicted class)`` for the
+        likelihood models; for ``RidgeClassifier`` the negated squared distance
+        of the decision values to the predicted class's {-1, +1} code)."""
         _, Z = self._query(X)
         if not self.is_classifier:
             self._check_single_output()
-            return Z[:, 0]
+            return self._loss.mean(Z)[0][:, 0]
         return -self._loss.loss(Z, self._predicted_targets(Z))
 
     def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray:
@@ -368,7 +683,7 @@ class LinearAdapter:
         Xt, Z = self._query(X)
         if not self.is_classifier:
             self._check_single_output()
-            return Xt.copy()
+            return self._loss.mean(Z)[1][:, :1] * Xt
         return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
 
     def train_grads(
@@ -376,8 +691,10 @@ class LinearAdapter:
     ) -> NDArray:
         """Weighted training gradients ``w_i grad loss_i`` of shape (b, n_params).
 
-        With ``total=True`` the penalty gradient ``penalty * theta`` is added to
-        each row (Koh & Liang's "total" per-sample gradient).  With ``labels``
+        With ``total=True`` the row's share of the penalty gradient,
+        ``share_i * penalty * theta``, is added (Koh & Liang's "total"
+        per-sample gradient; the share is 1, or ``n w_i / sum(w)`` for a GLM,
+        whose penalty is on the scale of normalised sample weights).  With ``labels``
         (class indices, one per row or one for all) the rows are relabelled
         first, class weight included: the gradient a label change would give.
         """
@@ -392,7 +709,7 @@ class LinearAdapter:
         R = self._loss.residual(Z, T) * w[:, None]
         G = self._outer(R, Xt)
         if total:
-            G += self.penalty * self.params()
+            G += self._share[rows][:, None] * (self.penalty * self.params())
         return G
 
     def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
@@ -400,7 +717,7 @@ class LinearAdapter:
         Xt, Z = self._Xt[rows], self._Z[rows]
         if not self.is_classifier:
             self._check_single_output()
-            return Xt.copy()
+            return self._loss.mean(Z)[1][:, :1] * Xt
         return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
 
     def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
@@ -423,7 +740,7 @@ class LinearAdapter:
         d = self.X_features.shape[1]
         Qm = np.asarray(Q).reshape(len(Q), self.n_outputs, self._dt)  # (m, K, d~)
         QX = np.einsum("mkd,bd->bkm", Qm, Xt)  # (b, K, m)
-        AQX = self._loss.hess_apply(Z, QX)  # (b, K, m)
+        AQX = self._loss.hess_apply(Z, QX, T)  # (b, K, m)
         W = self._W[:, :d]  # (K, d)
         term1 = np.einsum("bkm,ka->mba", AQX, W)
         R = self._loss.residual(Z, T)  # (b, K)
@@ -448,11 +765,11 @@ class LinearAdapter:
         squeeze = V.ndim == 1
         V2 = V.reshape(self.n_params, -1)
         sel = slice(None) if rows is None else rows
-        Xt, Z, w = self._Xt[sel], self._Z[sel], self.weights[sel]
+        Xt, Z, w, T = self._Xt[sel], self._Z[sel], self.weights[sel], self._T[sel]
         K, dt, m = self.n_outputs, self._dt, V2.shape[1]
         V3 = V2.reshape(K, dt, m)
         U = np.einsum("nj,kjm->nkm", Xt, V3, optimize=True)
-        AU = self._loss.hess_apply(Z, U) * w[:, None, None]
+        AU = self._loss.hess_apply(Z, U, T) * w[:, None, None]
         out = np.einsum("nj,nkm->kjm", Xt, AU, optimize=True).reshape(-1, m)
         out /= len(Xt)
         out += self.penalty[:, None] * V2
@@ -478,7 +795,7 @@ class LinearAdapter:
 
     def hessian_diagonal(self) -> NDArray:
         """Diagonal of ``H + N N^T`` of shape (n_params,), closed form."""
-        A = self._loss.hess_entries(self._Z) * self.weights[:, None, None]
+        A = self._loss.hess_entries(self._Z, self._T) * self.weights[:, None, None]
         diag_A = np.einsum("nkk->nk", A)  # (n, K)
         d = (diag_A.T @ self._Xt**2).ravel() / self.n_train + self.penalty
         N = self.null_basis
@@ -488,7 +805,8 @@ class LinearAdapter:
         """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty."""
         K, dt = self.n_outputs, self._dt
         Xt = self._Xt[rows]
-        A = self._loss.hess_entries(self._Z[rows]) * self.weights[rows][:, None, None]
+        A = self._loss.hess_entries(self._Z[rows], self._T[rows])
+        A = A * self.weights[rows][:, None, None]
         H = np.zeros((K, dt, K, dt))
         for k in range(K):
             for m in range(k, K):
@@ -536,7 +854,20 @@ class LinearAdapter:
         adapter : LinearAdapter
             The adapter of the refitted model on the kept rows.
         """
-        est = copy.deepcopy(self.estimator) if warm_start else clone(self.estimator)
+        Xk, yk = self.X_features[keep], self.y[keep]
+        if self.is_classifier and len(np.unique(yk)) != len(self.classes):
+            raise ValueError("Retraining on these rows would drop a class entirely.")
+        sw = None if self.sample_weight is None else self.sample_weight[keep]
+        if self._spec.minimize_refit:
+            return self._minimize_on(Xk, yk, sw, warm_start=warm_start)
+        if self._spec.refit is not None:
+            # a CV model: refit the estimator it selected, hyper-parameters fixed
+            est = self._spec.refit()
+            if warm_start and "warm_start" in est.get_params():
+                est.coef_ = np.array(self.estimator.coef_, copy=True)
+                est.intercept_ = np.array(self.estimator.intercept_, copy=True)
+        else:
+            est = copy.deepcopy(self.estimator) if warm_start else clone(self.estimator)
         params = est.get_params()
         tight = {"tol": RETRAIN_TOL}
         if "max_iter" in params:
@@ -546,10 +877,6 @@ class LinearAdapter:
         if random_state is not None:
             tight["random_state"] = random_state
         est.set_params(**{k: v for k, v in tight.items() if k in params})
-        Xk, yk = self.X_features[keep], self.y[keep]
-        if self.is_classifier and len(np.unique(yk)) != len(self.classes):
-            raise ValueError("Retraining on these rows would drop a class entirely.")
-        sw = None if self.sample_weight is None else self.sample_weight[keep]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(Xk, yk, **({} if sw is None else {"sample_weight": sw}))
@@ -561,6 +888,47 @@ class LinearAdapter:
             X_features=Xk,
             sample_weight=sw,
         )
+
+    def _minimize_on(
+        self, Xk: NDArray, yk: NDArray, sw: NDArray | None, *, warm_start: bool
+    ) -> LinearAdapter:
+        """The minimiser of the same objective on other rows, by L-BFGS.
+
+        The ground truth for models whose own solver is stochastic (SGD):
+        their refit lands anywhere near the optimum, the objective's
+        minimiser is what influence predicts.
+        """
+        new = LinearAdapter(
+            copy.deepcopy(self.estimator),
+            None,
+            yk,
+            preprocess=self.preprocess,
+            X_features=Xk,
+            sample_weight=sw,
+        )
+        K, dt, m = new.n_outputs, new._dt, new.n_train
+
+        def objective(theta):
+            Z = new._Xt @ theta.reshape(K, dt).T
+            R = new._loss.residual(Z, new._T) * new.weights[:, None]
+            value = new.weights @ new._loss.loss(Z, new._T) / m
+            value += 0.5 * theta @ (new.penalty * theta)
+            return value, (R.T @ new._Xt).ravel() / m + new.penalty * theta
+
+        start = self.params() if warm_start else np.zeros(self.n_params)
+        res = optimize.minimize(
+            objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": RETRAIN_MAX_ITER, "gtol": RETRAIN_TOL, "ftol": 0.0},
+        )
+        coef, intercept = new.unravel(res.x)
+        est = new.estimator
+        est.coef_ = coef.reshape(np.shape(est.coef_)).copy()
+        if intercept is not None:
+            est.intercept_ = intercept.reshape(np.shape(est.intercept_)).copy()
+        return new._with_params(res.x)
 
     def response(
         self, remove: int | None, *, damping: float, kind: str = "pbrf"
@@ -659,9 +1027,11 @@ class LinearAdapter:
     # -- helpers --------------------------------------------------------------
 
     def _predicted_targets(self, Z: NDArray) -> NDArray:
-        if isinstance(self._loss, _BinomialLoss):
-            return (Z > 0).astype(np.float64)
-        return np.eye(Z.shape[1])[np.argmax(Z, axis=1)]
+        if Z.shape[1] == 1:  # one decision value: positive = classes[1]
+            codes = (Z[:, 0] > 0).astype(np.intp)
+        else:
+            codes = np.argmax(Z, axis=1)
+        return _encode_targets(self._spec.encoding, codes, len(self.classes))
 
     def _check_single_output(self) -> None:
         if self.n_outputs != 1:
@@ -741,6 +1111,14 @@ class LinearAdapter:
 
 @make_adapter.register(LinearRegression)
 @make_adapter.register(Ridge)
+@make_adapter.register(RidgeCV)
+@make_adapter.register(RidgeClassifier)
+@make_adapter.register(RidgeClassifierCV)
 @make_adapter.register(LogisticRegression)
+@make_adapter.register(SGDClassifier)
+@make_adapter.register(SGDRegressor)
+@make_adapter.register(PoissonRegressor)
+@make_adapter.register(GammaRegressor)
+@make_adapter.register(TweedieRegressor)
 def _(estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> LinearAdapter:
     return LinearAdapter(estimator, X, y, **kwargs)

@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ._kronecker import KroneckerLayer, _sym_sqrt_np, check_fisher
-from ._linear import _BinomialLoss, _MultinomialLoss
+from ._linear import _BinomialLoss, _MultinomialLoss, _SquaredLoss
 
 if TYPE_CHECKING:
     from ._linear import LinearAdapter
@@ -65,7 +65,7 @@ def _linear_vectors(
     if fisher == "empirical":
         return (loss.residual(Z, T) * w[:, None])[None]
     if fisher == "type2":
-        R = _sym_sqrt_np(loss.hess_entries(Z) * w[:, None, None])
+        R = _sym_sqrt_np(loss.hess_entries(Z, T) * w[:, None, None])
         return np.moveaxis(R, 2, 0)
     sw = np.sqrt(w)[None, :, None] / math.sqrt(n_samples)
     if isinstance(loss, _MultinomialLoss):
@@ -78,7 +78,13 @@ def _linear_vectors(
         p = expit(Z)
         yhat = rng.random_sample((n_samples,) + Z.shape) < p[None]
         return (p[None] - yhat) * sw
-    return rng.standard_normal((n_samples,) + Z.shape) * sw
+    eps = rng.standard_normal((n_samples,) + Z.shape)
+    if isinstance(loss, _SquaredLoss):
+        return eps * sw
+    # the score of the Gaussian whose precision is the output-space Hessian
+    # (a Tweedie deviance's curvature depends on the target)
+    R = _sym_sqrt_np(loss.hess_entries(Z, T) * w[:, None, None])
+    return np.einsum("bij,mbj->mbi", R, eps) / math.sqrt(n_samples)
 
 
 def _linear_stats(

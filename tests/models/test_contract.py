@@ -395,3 +395,22 @@ def test_require_returns_the_adapter_and_names_the_capability(breast_cancer):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         require(a, ModelAdapter, purpose="x")
+
+
+def test_linear_kronecker_statistics_follow_each_family_loss():
+    # The Monte-Carlo Fisher of a Poisson GLM samples with the output-space
+    # curvature mu (not unit variance): it converges to the type-2 factors.
+    from sklearn.linear_model import PoissonRegressor
+
+    from skinfluence.curvature import KFACCurvature
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    y = rng.poisson(np.exp(X @ np.array([0.3, -0.2, 0.1]) + 0.5)).astype(float)
+    model = PoissonRegressor(alpha=0.1, tol=1e-10, max_iter=1000).fit(X, y)
+    a = make_adapter(model, X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unpenalised intercept
+        exact = KFACCurvature(fisher="type2").fit(a).curvature_matrix()
+        mc = KFACCurvature(fisher="mc", n_samples=2000, random_state=0).fit(a)
+    assert_allclose(mc.curvature_matrix(), exact, atol=0.01 * np.abs(exact).max())

@@ -11,6 +11,9 @@ from sklearn.linear_model import (
     LogisticRegression,
     LogisticRegressionCV,
     Ridge,
+    RidgeClassifier,
+    SGDClassifier,
+    SGDRegressor,
 )
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -203,12 +206,22 @@ def test_pipeline_preprocessing_is_fixed(wine):
             LogisticRegressionCV(
                 Cs=2,
                 cv=2,
-                l1_ratios=(0.0,),
+                l1_ratios=(0.5,),
+                solver="saga",
                 scoring="neg_log_loss",
                 use_legacy_attributes=False,
             ),
-            "LogisticRegressionCV",
+            "l1_ratio_=0.5",
         ),
+        pytest.param(
+            LogisticRegression(penalty="l1", solver="liblinear"),
+            r"penalty='l1' adds an L1 term. Leave penalty at its default",
+            marks=pytest.mark.filterwarnings("ignore:'penalty' was deprecated"),
+        ),
+        (SGDClassifier(loss="hinge"), "loss='hinge'"),
+        (SGDClassifier(loss="log_loss", penalty="l1"), "penalty='l1'"),
+        (SGDRegressor(loss="huber"), "loss='huber'"),
+        (RidgeClassifier(positive=True, solver="lbfgs"), "positive=True"),
     ],
 )
 def test_unsupported_objectives_raise(est, match, breast_cancer):

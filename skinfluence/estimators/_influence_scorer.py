@@ -355,9 +355,7 @@ class InfluenceScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         warn_if_not_stationary(self.grad_norm_, grad_scale)
         self.train_gradient_ = self.train_gradient
         if self.train_gradient == "auto":
-            self.train_gradient_ = getattr(
-                self.adapter_, "removal_gradient", "loss"
-            )  # TODO(merge)
+            self.train_gradient_ = self.adapter_.removal_gradient
         return self
 
     def influence(self, X, y=None, *, target="loss"):

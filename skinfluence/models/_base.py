@@ -130,6 +130,7 @@ def make_adapter(
     ...         return X @ self.coef_
     >>> class LeastSquaresAdapter:
     ...     is_classifier, classes, n_outputs = False, None, 1
+    ...     removal_gradient = "loss"  # alpha is on the sum scale, as Ridge's
     ...     def __init__(self, est, X, y, **ignored):
     ...         self.X, self.y, self.w = np.asarray(X), np.asarray(y), est.coef_
     ...         self.n_train, self.n_params = self.X.shape

@@ -82,6 +82,14 @@ class ModelAdapter(Protocol):
     train_indices : ndarray of int of shape (n_train,)
         The rows of the ``X`` given to :func:`make_adapter` that were trained
         on (all of them unless the estimator held rows out).
+    removal_gradient : {"loss", "total"}
+        The training gradient whose influence matches refitting the model
+        without a row at its own hyper-parameters: ``"loss"`` when the
+        penalty is on the sum scale (the mean-scale penalty grows as
+        ``1/(n-1)`` on removal, as ``LogisticRegression``'s ``C``),
+        ``"total"`` when it is on the mean scale (the penalty stays, as
+        ``SGDClassifier``'s ``alpha``).  ``InfluenceScorer(train_gradient=
+        "auto")`` uses it.
     """
 
     n_params: int
@@ -93,6 +101,7 @@ class ModelAdapter(Protocol):
     null_basis: NDArray
     weights: NDArray
     train_indices: NDArray
+    removal_gradient: str
 
     def params(self) -> NDArray:
         """The flat parameter vector, shape (p,)."""

@@ -533,6 +533,10 @@ class TorchAdapter:
 
     # -- capabilities (skinfluence.models._contract) --------------------------
 
+    #: Influence with the loss gradient is compared with PBRF, not with a
+    #: refit at the same weight decay (see ``InfluenceScorer.train_gradient``).
+    removal_gradient = "loss"
+
     def _train_indices(self, train_indices: ArrayLike | None) -> NDArray:
         if train_indices is None:
             return np.arange(self.n_train)

@@ -81,6 +81,7 @@ class PoissonAdapter:
     """
 
     is_classifier, classes, n_outputs = False, None, 1
+    removal_gradient = "loss"  # alpha is on the sum scale
 
     def __init__(self, est, X, y, *, sample_weight=None, **ignored):
         if sample_weight is not None:

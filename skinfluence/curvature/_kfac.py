@@ -91,8 +91,9 @@ class _KroneckerCurvature(CurvatureBackend):
 
         Parameters
         ----------
-        adapter : TorchAdapter or LinearAdapter
-            The model adapter (see :func:`skinfluence.models.make_adapter`).
+        adapter : ModelAdapter
+            The model adapter (see :func:`skinfluence.models.make_adapter`),
+            with :class:`~skinfluence.models.KroneckerStatistics`.
         damping : float or "auto", default=0.0
             Non-negative damping added to every layer's curvature, or
             ``"auto"``: 0.1 x each layer's own mean eigenvalue.

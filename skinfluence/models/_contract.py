@@ -187,10 +187,18 @@ class MinibatchCurvature(Protocol):
 
 @runtime_checkable
 class KroneckerStatistics(Protocol):
-    """Per-layer structure for Kronecker-factored and block curvature."""
+    """Per-layer structure for Kronecker-factored and block curvature.
+
+    A model made of linear layers ``s = W a + b`` (a scikit-learn linear
+    model is one) exposes each layer's homogeneous inputs ``abar = [a, 1]``
+    and output pseudo-gradients ``ds``, from which K-FAC builds
+    ``E[ds ds^T] (x) E[abar abar^T]`` per layer.
+    """
 
     def kronecker_layers(self) -> list:
-        """The linear layers as :class:`~skinfluence.models.KroneckerLayer`."""
+        """The linear layers as :class:`~skinfluence.models.KroneckerLayer`,
+        covering every parameter (a ``TypeError``/``ValueError`` says which
+        parameters are not in one)."""
 
     def layer_statistics(
         self,
@@ -201,7 +209,17 @@ class KroneckerStatistics(Protocol):
         random_state: Any = None,
         verbose: int = 0,
     ) -> Iterator[list[tuple[NDArray, NDArray]]]:
-        """Stream ``(abar, ds)`` per layer, row batch by row batch."""
+        """Stream, row batch by row batch, ``(abar, ds)`` for every layer.
+
+        ``fisher`` is one of ``FISHER_TYPES``: ``"type2"`` back-propagates the
+        columns of a symmetric square root of the output-space loss Hessian,
+        ``"mc"`` ``n_samples`` labels drawn from the model (scaled by
+        ``1/sqrt(n_samples)``), ``"empirical"`` the true labels.  Each batch
+        is a list with one ``(abar, ds)`` per layer: ``abar`` of shape
+        ``(b, n_in)`` and ``ds`` of shape ``(b, m, n_out)``, so that
+        ``(1/n) sum_rows sum_m (ds ds^T) (x) (abar abar^T)`` estimates the
+        layer's Gauss-Newton block (row weights included).
+        """
 
     def parameter_blocks(self, by: str = "layer") -> list[tuple[str, NDArray]]:
         """Disjoint blocks of flat indices, per layer or per tensor."""

@@ -216,6 +216,11 @@ def _stats(
                 U = _torch_vectors(
                     adapter, z.detach(), adapter._y[t], fisher, n_samples, gen
                 )
+                # row weights, as the linear family: w_i on the empirical
+                # gradient, sqrt(w_i) on Gauss-Newton factors
+                w = torch.as_tensor(adapter.weights[t], dtype=U.dtype)
+                w = w if fisher == "empirical" else w.sqrt()
+                U = U * w.reshape(1, -1, *([1] * (U.dim() - 2)))
                 leaves = [recorder.store[name][1] for name in recorder.names]
                 DS = _backward(z, leaves, U)
             out = []
@@ -270,6 +275,8 @@ def _gauss_newton_factors(
         H = vmap(jacrev(grad(loss_flat)))(z.reshape(len(X), K), y)
         w, Q = torch.linalg.eigh(0.5 * (H + H.transpose(1, 2)))
         R = (Q * w.clamp(min=0).sqrt()[:, None, :]) @ Q.transpose(1, 2)
+        sw = torch.as_tensor(adapter.weights[t], dtype=R.dtype).sqrt()
+        R = R * sw[:, None, None]  # row weights
         J = adapter._flat(jac(adapter._theta, X))  # (b, K, p)
         yield adapter._np(torch.einsum("bkj,bkp->bjp", R, J)).reshape(-1, J.shape[-1])
 

@@ -21,6 +21,10 @@ from ._contract import ModelAdapter, require
 
 _LOADED: set[str] = set()
 
+#: ``(module prefix of the estimator's class, adapter module)``: adapters that
+#: import torch register on first use, so the linear path never imports it.
+_LAZY_ADAPTERS = (("skorch", "._skorch"),)
+
 
 def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
     """Indices of ``y`` in ``classes``; a clear error for unseen labels."""
@@ -42,12 +46,13 @@ def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
 
 @functools.singledispatch
 def _dispatch(estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
-    if type(estimator).__module__.split(".")[0] == "skorch" and not _LOADED:
-        # The skorch adapter registers on import; load it on first use so the
-        # linear path never imports torch.
-        importlib.import_module("._skorch", __package__)
-        _LOADED.add("._skorch")
-        return make_adapter(estimator, X, y, **kwargs)
+    module = type(estimator).__module__
+    for prefix, adapter_module in _LAZY_ADAPTERS:
+        if (module + ".").startswith(prefix + ".") and adapter_module not in _LOADED:
+            # The adapter registers on import; load it on first use.
+            importlib.import_module(adapter_module, __package__)
+            _LOADED.add(adapter_module)
+            return make_adapter(estimator, X, y, **kwargs)
     raise TypeError(
         f"skinfluence has no model adapter for {type(estimator).__name__}. "
         f"Supported: {supported_estimators()} (also inside a Pipeline or a "

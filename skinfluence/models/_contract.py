@@ -120,7 +120,7 @@ class ModelAdapter(Protocol):
         """Per-sample gradients of :meth:`prediction`, shape (m, p)."""
 
     def train_grads(
-        self, rows: Any = ..., *, total: bool = False, labels: Any = None
+        self, rows: Any = slice(None), *, total: bool = False, labels: Any = None
     ) -> NDArray:
         """Weighted training gradients ``w_i grad loss_i`` at ``rows``, (b, p).
 
@@ -128,7 +128,7 @@ class ModelAdapter(Protocol):
         indices) relabels the rows first (classifiers).
         """
 
-    def train_prediction_grads(self, rows: Any = ...) -> NDArray:
+    def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
         """:meth:`prediction_grads` at training rows, shape (b, p)."""
 
     def objective_grad(self) -> NDArray:
@@ -235,7 +235,7 @@ class SubsetHessian(Protocol):
     def hessian_matrix(self) -> NDArray:
         """Dense ``H`` of shape (p, p)."""
 
-    def data_hessian_sum(self, rows: Any = ...) -> NDArray:
+    def data_hessian_sum(self, rows: Any = slice(None)) -> NDArray:
         """``sum_{i in rows} w_i Hessian(loss_i)`` of shape (p, p)."""
 
 
@@ -280,7 +280,7 @@ class ResponseFunction(Protocol):
 class InputGradients(Protocol):
     """Mixed derivatives ``d/dx_i <q, grad_theta loss_i>``."""
 
-    def input_grad_products(self, Q: NDArray, rows: Any = ...) -> NDArray:
+    def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
         """Shape (m, b, *input_shape) for query vectors ``Q`` of shape (m, p)."""
 
 
@@ -298,7 +298,7 @@ class TrainingCheckpoints(Protocol):
 _DESCRIPTIONS: dict[type, tuple[str, str]] = {
     ModelAdapter: (
         "the core model-adapter interface",
-        "every adapter returned by make_adapter",
+        "all adapters returned by make_adapter",
     ),
     DenseCurvature: (
         "dense Hessian and Gauss-Newton matrices",

@@ -142,3 +142,25 @@ def ggn_blocks_from_statistics(
         Gb[np.diag_indices_from(Gb)] += adapter.penalty[idx]
         out.append(Gb)
     return out
+
+
+def ggn_diagonal_from_statistics(adapter: Any, verbose: int = 0) -> NDArray:
+    """``diag(G)`` of a model made of linear layers, from type-2 statistics.
+
+    A sample's exact Gauss-Newton block of a layer is ``sum_k (ds_k ds_k^T)
+    (x) (abar abar^T)``, whose diagonal is ``sum_k ds_k^2 (x) abar^2``; one
+    backward pass with the ``K`` columns of the output-Hessian square root
+    gives every layer's.  The penalty is included.
+
+    Raises
+    ------
+    TypeError or ValueError
+        When the model is not made of linear layers applied once per sample
+        (the caller then uses per-sample Jacobians).
+    """
+    layers = adapter.kronecker_layers()
+    d = np.zeros(adapter.n_params)
+    for batch in adapter.layer_statistics(layers, fisher="type2", verbose=verbose):
+        for ly, (a, ds) in zip(layers, batch, strict=True):
+            d[ly.index] += (np.sum(ds**2, axis=1).T @ a**2).ravel()
+    return d / adapter.n_train + adapter.penalty

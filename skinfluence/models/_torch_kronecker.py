@@ -29,6 +29,7 @@ from ._kronecker import (
     _wb_index,
     check_fisher,
     ggn_blocks_from_statistics,
+    ggn_diagonal_from_statistics,
 )
 
 if TYPE_CHECKING:
@@ -312,8 +313,16 @@ def torch_ggn_blocks(
 
 
 def torch_ggn_diagonal(adapter: TorchAdapter, *, verbose: int = 0) -> NDArray:
-    """Exact ``diag(G)``: column sums of squares of ``R_i^T J_i``, plus the
-    penalty; ``K`` Jacobian rows per sample, in row chunks."""
+    """Exact ``diag(G)``, plus the penalty.
+
+    Networks made of ``nn.Linear`` layers: from type-2 Kronecker statistics
+    (one batched backward pass per row chunk); others: column sums of squares
+    of ``R_i^T J_i``, ``K`` Jacobian rows per sample, in row chunks.
+    """
+    try:
+        return ggn_diagonal_from_statistics(adapter, verbose)
+    except (TypeError, ValueError):  # not every parameter in one nn.Linear
+        pass
     d = np.zeros(adapter.n_params)
     for Phi in _gauss_newton_factors(adapter, verbose, "GGN diagonal"):
         d += np.einsum("ij,ij->j", Phi, Phi)

@@ -321,7 +321,7 @@ def test_curvature_and_influence_import_no_private_model_module():
 # -- torch ------------------------------------------------------------------------
 
 
-def _torch_adapter(**kwargs):
+def _torch_adapter(norm=False, **kwargs):
     torch = pytest.importorskip("torch")
     from skinfluence.models import TorchAdapter
 
@@ -329,7 +329,10 @@ def _torch_adapter(**kwargs):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((30, 3)), rng.integers(0, 3, 30)
     net = torch.nn.Sequential(
-        torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)
+        torch.nn.Linear(3, 5),
+        torch.nn.LayerNorm(5) if norm else torch.nn.Identity(),
+        torch.nn.Tanh(),
+        torch.nn.Linear(5, 3),
     )
     return TorchAdapter(
         net,
@@ -350,10 +353,15 @@ def test_torch_adapter_capabilities():
     assert has == {c.__name__ for c in ALL} - {"HessianDiagonal", "SubsetHessian"}
     assert a.n_outputs == 3
     assert "TorchAdapter(Sequential" in repr(a)
+    assert a.kronecker_layers()[1].name == "3"
 
 
-def test_torch_ggn_diagonal_is_exact():
-    a = _torch_adapter()
+@pytest.mark.parametrize("norm", [False, True], ids=["linear-layers", "layernorm"])
+def test_torch_ggn_diagonal_is_exact(norm):
+    # nn.Linear layers only: from type-2 Kronecker statistics; a LayerNorm's
+    # parameters: from per-sample Jacobians.  Both against the dense GGN
+    # assembled from Gauss-Newton-vector products.
+    a = _torch_adapter(norm=norm)
     assert_allclose(a.ggn_diagonal(), np.diag(a.ggn_matrix()), rtol=1e-10)
 
 

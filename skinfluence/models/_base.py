@@ -182,8 +182,8 @@ def make_adapter(
     >>> try:
     ...     InfluenceScorer(LeastSquares(), curvature="kfac").fit(X, y)
     ... except TypeError as exc:
-    ...     print(str(exc)[:72])
-    curvature='kfac' needs Kronecker layer statistics, which scikit-learn li
+    ...     print(str(exc)[:50])
+    curvature='kfac' needs Kronecker layer statistics,
     """
     adapter = _dispatch(estimator, X, y, **kwargs)
     return require(

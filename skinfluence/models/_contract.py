@@ -294,53 +294,43 @@ class TrainingCheckpoints(Protocol):
         """The same model and data at the parameters ``theta``."""
 
 
-#: What each capability is, who has it (for error messages).
+#: Who has what, for error messages.
+_LINEAR = "LinearAdapter (scikit-learn linear models and GLMs)"
+_TORCH = "TorchAdapter (torch modules, skorch nets)"
+_BOTH = f"{_LINEAR} and {_TORCH}"
+
+#: What each capability is, and which built-in adapters have it.
 _DESCRIPTIONS: dict[type, tuple[str, str]] = {
     ModelAdapter: (
         "the core model-adapter interface",
         "all adapters returned by make_adapter",
     ),
-    DenseCurvature: (
-        "dense Hessian and Gauss-Newton matrices",
-        "the scikit-learn linear and torch adapters",
-    ),
-    HessianDiagonal: ("a closed-form Hessian diagonal", "scikit-learn linear models"),
-    GGNDiagonal: (
-        "an exact Gauss-Newton diagonal",
-        "scikit-learn linear models and torch networks",
-    ),
+    DenseCurvature: ("dense Hessian and Gauss-Newton matrices", _BOTH),
+    HessianDiagonal: ("a closed-form Hessian diagonal", _LINEAR),
+    GGNDiagonal: ("an exact Gauss-Newton diagonal", _BOTH),
     MinibatchCurvature: (
         "minibatch curvature products (hessian_matvec/ggn_matvec with rows)",
-        "scikit-learn linear models and torch networks",
+        _BOTH,
     ),
     KroneckerStatistics: (
         "Kronecker layer statistics",
-        "scikit-learn linear models and torch networks made of nn.Linear layers",
+        f"{_LINEAR} and TorchAdapter of networks made of nn.Linear layers",
     ),
-    SubsetHessian: (
-        "a closed-form Hessian of any subset of training losses",
-        "scikit-learn linear models",
-    ),
+    SubsetHessian: ("a closed-form Hessian of any subset of training losses", _LINEAR),
     Reparametrizable: (
         "re-parametrisation for fine-tuning (with_data, with_params, "
         "batch_objective_grad, param_blocks)",
-        "scikit-learn linear models and torch networks",
+        _BOTH,
     ),
-    Retrainable: (
-        "retraining on a subset of rows (retrain)",
-        "scikit-learn linear models and torch/skorch estimators",
-    ),
-    ResponseFunction: (
-        "response-function refits (response: PBRF, proximal)",
-        "scikit-learn linear models and torch networks",
-    ),
+    Retrainable: ("retraining on a subset of rows (retrain)", _BOTH),
+    ResponseFunction: ("response-function refits (response: PBRF, proximal)", _BOTH),
     InputGradients: (
         "input gradients of the training gradients (input_grad_products)",
-        "scikit-learn linear models and torch networks",
+        _BOTH,
     ),
     TrainingCheckpoints: (
         "training checkpoints (checkpoints, with_params)",
-        "skorch nets fitted with the TracInCheckpoints callback",
+        "TorchAdapter of skorch nets fitted with the TracInCheckpoints callback",
     ),
 }
 
@@ -402,10 +392,10 @@ def require(
     ...             instead="use 'cg' or 'ggn'")
     ... except TypeError as exc:
     ...     print(exc)
-    curvature='kfac' needs Kronecker layer statistics, which scikit-learn linear \
-models and torch networks made of nn.Linear layers have; Bare does not (it \
-lacks kronecker_layers, layer_statistics, parameter_blocks, ggn_blocks): use \
-'cg' or 'ggn'.
+    curvature='kfac' needs Kronecker layer statistics, which LinearAdapter \
+(scikit-learn linear models and GLMs) and TorchAdapter of networks made of \
+nn.Linear layers have; Bare does not (it lacks kronecker_layers, \
+layer_statistics, parameter_blocks, ggn_blocks): use 'cg' or 'ggn'.
     """
     if isinstance(adapter, capability):
         return adapter

@@ -306,12 +306,10 @@ def fit_backends(adapter, lam):
 
 def mc_eigenvalues(adapter, basis, n_samples, seed):
     """EK-FAC's ``Lambda`` from sampled labels, in ``basis``'s eigenbasis."""
-    from skinfluence.models._kronecker import layer_statistics
-
     layers = [f.layer for f in basis.factors_]
     lam = [np.zeros((ly.n_out, ly.n_in)) for ly in layers]
-    stats = layer_statistics(
-        adapter, layers, fisher="mc", n_samples=n_samples, random_state=seed
+    stats = adapter.layer_statistics(
+        layers, fisher="mc", n_samples=n_samples, random_state=seed
     )
     for batch in stats:
         for L, f, (a, ds) in zip(lam, basis.factors_, batch, strict=True):

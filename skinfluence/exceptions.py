@@ -12,4 +12,16 @@ class NotAtOptimumWarning(ConvergenceWarning):
     """
 
 
-__all__ = ["NotAtOptimumWarning"]
+class MissingCapabilityError(TypeError, ValueError):
+    """The model's adapter lacks a capability that the computation asked needs.
+
+    Raised by :func:`skinfluence.models.require`, with a message naming the
+    model, the capability, which models have it and what to use instead.  It
+    is a ``TypeError`` (the model is of the wrong kind for the request) and,
+    like scikit-learn's ``NotFittedError``, also a ``ValueError``, so code
+    that caught the ``ValueError`` some of these requests raised before keeps
+    working.
+    """
+
+
+__all__ = ["MissingCapabilityError", "NotAtOptimumWarning"]

@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._constants import AUTO_DAMPING_SCALE
+from ..models import DenseCurvature, GGNDiagonal, HessianDiagonal
 from ..utils._linalg import dense_from_matmat, hutchinson_diagonal
 
 
@@ -129,11 +130,33 @@ def dense_operator(op: LinearOperator) -> NDArray:
 
 
 def hessian_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
-    """The adapter's closed-form Hessian diagonal, or a Hutchinson estimate."""
-    if hasattr(adapter, "hessian_diagonal"):
+    """The adapter's exact Hessian diagonal, or a Hutchinson estimate."""
+    if isinstance(adapter, HessianDiagonal):
         return np.asarray(adapter.hessian_diagonal(), dtype=np.float64)
     op = adapter.hessian_operator()
     return hutchinson_diagonal(op.matmat, adapter.n_params, random_state)
+
+
+def ggn_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
+    """The adapter's exact Gauss-Newton diagonal, or a Hutchinson estimate."""
+    if isinstance(adapter, GGNDiagonal):
+        return np.asarray(adapter.ggn_diagonal(), dtype=np.float64)
+    op = adapter.ggn_operator()
+    return hutchinson_diagonal(op.matmat, adapter.n_params, random_state)
+
+
+def hessian_matrix(adapter: Any) -> NDArray:
+    """The adapter's dense Hessian, or one assembled from its products."""
+    if isinstance(adapter, DenseCurvature):
+        return np.array(adapter.hessian_matrix(), dtype=np.float64)
+    return dense_operator(adapter.hessian_operator())
+
+
+def ggn_matrix(adapter: Any) -> NDArray:
+    """The adapter's dense Gauss-Newton matrix, or one assembled from products."""
+    if isinstance(adapter, DenseCurvature):
+        return np.array(adapter.ggn_matrix(), dtype=np.float64)
+    return dense_operator(adapter.ggn_operator())
 
 
 class DenseFactor:

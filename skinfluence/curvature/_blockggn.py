@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..models._kronecker import ggn_blocks, parameter_blocks
+from ..models import KroneckerStatistics, require
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend, DenseFactor
 
@@ -75,10 +75,15 @@ class BlockGGNCurvature(CurvatureBackend):
         self.rcond = rcond
 
     def _fit(self, adapter: Any) -> None:
-        self.blocks_ = parameter_blocks(adapter, self.blocks)
-        verbose = self._verbose or getattr(adapter, "verbose", 0)
+        require(
+            adapter,
+            KroneckerStatistics,
+            purpose="curvature='blockggn'",
+            instead="use 'ggn' (the dense Gauss-Newton matrix) or 'cg'",
+        )
+        self.blocks_ = adapter.parameter_blocks(self.blocks)
         idx = [b for _, b in self.blocks_]
-        self._G = ggn_blocks(adapter, idx, verbose=verbose)
+        self._G = adapter.ggn_blocks(idx, verbose=self._verbose)
         self.mean_eigenvalue_ = float(
             sum(np.trace(G) for G in self._G) / self.n_params_
         )

@@ -11,10 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
-from ..utils._linalg import hutchinson_diagonal
 from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import CurvatureBackend, hessian_diagonal
+from ._base import CurvatureBackend, ggn_diagonal, hessian_diagonal
 
 
 class CGCurvature(CurvatureBackend):
@@ -42,7 +41,8 @@ class CGCurvature(CurvatureBackend):
     n_iter_ : int
         Iterations used by the most recent :meth:`solve`.
     mean_eigenvalue_ : float
-        ``trace(C) / n_params`` (closed-form or Hutchinson diagonal).
+        ``trace(C) / n_params`` (the adapter's exact diagonal, or a Hutchinson
+        estimate when it has none).
     n_params_ : int
     damping_ : float
 
@@ -71,12 +71,7 @@ class CGCurvature(CurvatureBackend):
     def _fit(self, adapter: Any) -> None:
         if self.operator == "ggn":
             self.operator_ = adapter.ggn_operator()
-            diag = getattr(adapter, "ggn_diagonal", None)
-            diag = (
-                diag()
-                if diag
-                else hutchinson_diagonal(self.operator_.matmat, self.operator_.shape[0])
-            )
+            diag = ggn_diagonal(adapter)
         else:
             self.operator_ = adapter.hessian_operator()
             diag = hessian_diagonal(adapter)

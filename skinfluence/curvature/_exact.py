@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..utils._sklearn_compat import Interval
-from ._base import CurvatureBackend, DenseFactor, dense_operator
+from ._base import CurvatureBackend, DenseFactor, hessian_matrix
 
 
 class ExactCurvature(CurvatureBackend):
@@ -52,9 +52,7 @@ class ExactCurvature(CurvatureBackend):
         self.rcond = rcond
 
     def _curvature_matrix(self, adapter: Any) -> NDArray:
-        if hasattr(adapter, "hessian_matrix"):
-            return np.array(adapter.hessian_matrix(), dtype=np.float64)
-        return dense_operator(adapter.hessian_operator())
+        return hessian_matrix(adapter)
 
     def _fit(self, adapter: Any) -> None:
         self._H = self._curvature_matrix(adapter)

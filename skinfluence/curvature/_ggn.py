@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
-from ._base import dense_operator
+from ._base import ggn_matrix
 from ._exact import ExactCurvature
 
 
@@ -45,6 +44,4 @@ class GGNCurvature(ExactCurvature):
     """
 
     def _curvature_matrix(self, adapter: Any) -> NDArray:
-        if hasattr(adapter, "ggn_matrix"):
-            return np.array(adapter.ggn_matrix(), dtype=np.float64)
-        return dense_operator(adapter.ggn_operator())
+        return ggn_matrix(adapter)

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from scipy import linalg
 from sklearn.utils import check_random_state
 
-from ..models._kronecker import KroneckerLayer, kronecker_layers, layer_statistics
+from ..models import KroneckerLayer, KroneckerStatistics, require
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend
 
@@ -91,8 +91,9 @@ class _KroneckerCurvature(CurvatureBackend):
 
         Parameters
         ----------
-        adapter : TorchAdapter or LinearAdapter
-            The model adapter (see :func:`skinfluence.models.make_adapter`).
+        adapter : ModelAdapter
+            The model adapter (see :func:`skinfluence.models.make_adapter`),
+            with :class:`~skinfluence.models.KroneckerStatistics`.
         damping : float or "auto", default=0.0
             Non-negative damping added to every layer's curvature, or
             ``"auto"``: 0.1 x each layer's own mean eigenvalue.
@@ -109,17 +110,23 @@ class _KroneckerCurvature(CurvatureBackend):
     # -- fit ---------------------------------------------------------------
 
     def _stats(self, adapter: Any, layers: list[KroneckerLayer], seed: Any):
-        return layer_statistics(
-            adapter,
+        return adapter.layer_statistics(
             layers,
             fisher=self.fisher,
             n_samples=self.n_samples,
             random_state=seed,
-            verbose=self._verbose or getattr(adapter, "verbose", 0),
+            verbose=self._verbose,
         )
 
     def _fit(self, adapter: Any) -> None:
-        layers = kronecker_layers(adapter)
+        name = "kfac" if isinstance(self, KFACCurvature) else "ekfac"
+        require(
+            adapter,
+            KroneckerStatistics,
+            purpose=f"curvature={name!r}",
+            instead="use 'cg' or 'ggn'",
+        )
+        layers = adapter.kronecker_layers()
         A = [np.zeros((ly.n_in, ly.n_in)) for ly in layers]
         S = [np.zeros((ly.n_out, ly.n_out)) for ly in layers]
         rng = check_random_state(self.random_state)

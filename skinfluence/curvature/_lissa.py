@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from .._constants import LISSA_AUTO_SCALE
+from ..models import MinibatchCurvature, require
 from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend, hessian_diagonal
@@ -98,15 +99,13 @@ class LiSSACurvature(CurvatureBackend):
 
     def _fit(self, adapter: Any) -> None:
         ggn = self.operator == "ggn"
-        name = "ggn_matvec" if ggn else "hessian_matvec"
-        self._matvec = getattr(adapter, name, None)
-        if self._matvec is None and ggn:
-            self._matvec = getattr(adapter, "hessian_matvec", None)  # linear: G = H
-        if self._matvec is None:
-            raise TypeError(
-                f"curvature='lissa' needs minibatch curvature products; "
-                f"{type(adapter).__name__} has none."
-            )
+        require(
+            adapter,
+            MinibatchCurvature,
+            purpose="curvature='lissa'",
+            instead="use 'cg' (full-batch products) or 'exact'",
+        )
+        self._matvec = adapter.ggn_matvec if ggn else adapter.hessian_matvec
         self._n = adapter.n_train
         self.mean_eigenvalue_ = float(np.mean(hessian_diagonal(adapter)))
         if self.scale == "auto":

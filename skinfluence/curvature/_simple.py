@@ -122,8 +122,8 @@ class EFCurvature(CurvatureBackend):
         for t in chunks(n, chunk_size(p)):
             G[t] = adapter.train_grads(t)
         self._U = G.T / np.sqrt(n)  # (p, n): C = U U^T + diag(pen) + N N^T
-        self._pen = np.asarray(getattr(adapter, "penalty", np.zeros(p)), float)
-        self._N = getattr(adapter, "null_basis", np.zeros((p, 0)))
+        self._pen = np.asarray(adapter.penalty, dtype=np.float64)
+        self._N = np.asarray(adapter.null_basis, dtype=np.float64).reshape(p, -1)
         self.mean_eigenvalue_ = float(
             (np.sum(G**2) / n + self._pen.sum() + self._N.shape[1]) / p
         )

@@ -35,8 +35,7 @@ from ..influence import (
     validation_minimum_label_scores,
     validation_minimum_scores,
 )
-from ..models import Finetuner
-from ..models._base import encode_labels
+from ..models import Finetuner, encode_labels
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -151,7 +150,7 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
             )
         Xv, yv = self._validation_set(X, y, X_val, y_val)
         finetuner = clone(self.finetune) if self.finetune is not None else Finetuner()
-        adapter = finetuner.run(
+        adapter, info = finetuner.run(
             self.scorer_.adapter_,
             Xv,
             np.asarray(yv),
@@ -174,7 +173,7 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
                 NotAtOptimumWarning,
                 stacklevel=3,
             )
-        self.finetune_info_ = adapter.finetune_info
+        self.finetune_info_ = info
         self.validation_curvature_ = backend
         return adapter, backend
 

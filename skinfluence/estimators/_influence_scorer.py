@@ -43,7 +43,7 @@ from ..influence import (
     stationarity,
     warn_if_not_stationary,
 )
-from ..models import make_adapter
+from ..models import NamedParameters, make_adapter
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -382,9 +382,7 @@ class InfluenceScorer(
         self.n_train_ = self.adapter_.n_train
         # the DataFrame index of the training rows, for diagnostics()
         self._train_index = getattr(X, "index", None)
-        self.train_indices_ = getattr(
-            self.adapter_, "train_indices", np.arange(self.n_train_)
-        )
+        self.train_indices_ = np.asarray(self.adapter_.train_indices)
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
         self.curvature_ = make_curvature(
@@ -395,9 +393,7 @@ class InfluenceScorer(
         warn_if_not_stationary(self.grad_norm_, grad_scale)
         self.train_gradient_ = self.train_gradient
         if self.train_gradient == "auto":
-            self.train_gradient_ = getattr(
-                self.adapter_, "removal_gradient", "loss"
-            )  # TODO(merge)
+            self.train_gradient_ = self.adapter_.removal_gradient
         return self
 
     def influence(self, X, y=None, *, target="loss", method="first_order"):
@@ -783,10 +779,9 @@ class InfluenceScorer(
                 features = pre.get_feature_names_out()
             except (AttributeError, ValueError, TypeError):
                 features = None
-        namer = getattr(adapter, "parameter_names", None)
-        if namer is None:
+        if not isinstance(adapter, NamedParameters):
             return [str(j) for j in range(adapter.n_params)]
-        return namer(features)
+        return adapter.parameter_names(features)
 
     def transform(self, X):
         """Label-free prediction influence, ``influence(X, target="prediction")``.

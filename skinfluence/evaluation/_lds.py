@@ -19,6 +19,7 @@ from scipy import stats
 from sklearn.utils import check_consistent_length, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..models import Retrainable, require
 from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions, validate_params
 
@@ -167,7 +168,12 @@ def lds_ground_truth(
     validate_data(scorer, X, skip_check_array=True, reset=False)
     if y is not None:
         check_consistent_length(X, y)
-    adapter = scorer.adapter_
+    adapter = require(
+        scorer.adapter_,
+        Retrainable,
+        purpose="lds_ground_truth",
+        instead="give the adapter a retrain method",
+    )
     n = adapter.n_train
     k = int(np.floor(alpha * n))
     if k < 1:

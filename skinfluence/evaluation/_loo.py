@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.utils import check_consistent_length
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..models import Retrainable, require
 from ..utils._progress import progress
 from ..utils._validation import check_indices
 
@@ -59,7 +60,12 @@ def loo_change(
         loss, positive means removing ``i`` raises ``j``'s loss.
     """
     check_is_fitted(scorer, "adapter_")
-    adapter = scorer.adapter_
+    adapter = require(
+        scorer.adapter_,
+        Retrainable,
+        purpose="loo_change",
+        instead="give the adapter a retrain method, or use pbrf_change",
+    )
     n = adapter.n_train
 
     def model_without(i: int | None) -> Any:

@@ -16,12 +16,22 @@ from typing import Any
 from numpy.typing import ArrayLike, NDArray
 from sklearn.utils.validation import check_is_fitted
 
+from ..models import ResponseFunction, require
 from ._loo import response_changes
 
 
 def _damping(scorer: Any, damping: float | None) -> float:
     check_is_fitted(scorer, "curvature_")
     return float(scorer.curvature_.damping_ if damping is None else damping)
+
+
+def _responsive(scorer: Any, purpose: str) -> Any:
+    return require(
+        scorer.adapter_,
+        ResponseFunction,
+        purpose=purpose,
+        instead="give the adapter a response method, or use loo_change",
+    )
 
 
 def pbrf_change(
@@ -62,7 +72,7 @@ def pbrf_change(
     Question?" NeurIPS 2022.
     """
     lam = _damping(scorer, damping)
-    adapter = scorer.adapter_
+    adapter = _responsive(scorer, "pbrf_change")
 
     def model_without(i: int | None) -> Any:
         # theta_s itself minimises the PBRF when nothing is removed
@@ -97,7 +107,7 @@ def proximal_change(
     Parameters and returns as :func:`pbrf_change`.
     """
     lam = _damping(scorer, damping)
-    adapter = scorer.adapter_
+    adapter = _responsive(scorer, "proximal_change")
 
     def model_without(i: int | None) -> Any:
         return adapter.response(i, damping=lam, kind="proximal")

@@ -99,7 +99,7 @@ def _solve_block(adapter: Any, batch_size: int | None) -> int:
     """Right-hand sides per solve: a matrix-free Hessian product allocates
     ``(n_train, n_outputs, block)`` temporaries and a score block is
     ``(block, n_train)``, so both count against the memory budget."""
-    width = max(adapter.n_params, adapter.n_train * getattr(adapter, "n_outputs", 1))
+    width = max(adapter.n_params, adapter.n_train * adapter.n_outputs)
     return chunk_size(width, batch_size)
 
 
@@ -122,7 +122,7 @@ def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, fl
     sq = 0.0
     for t in chunks(n, chunk_size(p, batch_size)):
         sq += float(np.sum(adapter.train_grads(t) ** 2))
-    penalty_grad = np.linalg.norm(getattr(adapter, "penalty", 0.0) * adapter.params())
+    penalty_grad = np.linalg.norm(adapter.penalty * adapter.params())
     scale = float(np.sqrt(sq / n) + penalty_grad)
     return float(np.linalg.norm(adapter.objective_grad())), scale
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..models import ResidualDiagnostics, RowCurvature, require
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ..utils._validation import check_indices
@@ -41,13 +42,12 @@ _SINGULAR = 1e-10
 
 
 def _require_rows(adapter: Any, what: str) -> None:
-    if not hasattr(adapter, "row_curvature"):
-        raise TypeError(
-            f"{what} needs each training row's own curvature block (its output "
-            f"Jacobian and output Hessian), which the {type(adapter).__name__} "
-            "does not provide (available for the closed-form scikit-learn "
-            "models). Use method='first_order'."
-        )
+    require(
+        adapter,
+        RowCurvature,
+        purpose=what,
+        instead="use method='first_order'",
+    )
 
 
 def _row_block(adapter: Any, batch_size: int | None) -> int:
@@ -222,7 +222,7 @@ def regression_diagnostics(
     out = {"leverage": h, "dfbeta": -dtheta}
     nan = np.full(n, np.nan)
     parts = None
-    if hasattr(adapter, "residual_parts"):  # single-output closed forms
+    if isinstance(adapter, ResidualDiagnostics):  # single-output closed forms
         try:
             parts = adapter.residual_parts()
         except ValueError:  # several outputs

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..models import TrainingCheckpoints, require
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ..utils._sklearn_compat import _num_samples, _safe_indexing
@@ -106,7 +107,8 @@ def tracin_self_influence(
     Parameters
     ----------
     adapter : ModelAdapter
-        With ``checkpoints``, a list of ``(theta_k, lr_k)``.
+        With the :class:`~skinfluence.models.TrainingCheckpoints` capability:
+        ``checkpoints``, a list of ``(theta_k, lr_k)``, and ``with_params``.
     batch_size : int or None, default=None
         Rows per gradient chunk.
     verbose : int, default=0
@@ -116,7 +118,16 @@ def tracin_self_influence(
     -------
     scores : ndarray of shape (n_train,)
     """
-    checkpoints = getattr(adapter, "checkpoints", None)
+    require(
+        adapter,
+        TrainingCheckpoints,
+        purpose="method='tracin'",
+        instead=(
+            "fit a skorch net with the skinfluence.TracInCheckpoints() callback, "
+            "or use method='self_influence'"
+        ),
+    )
+    checkpoints = adapter.checkpoints
     if not checkpoints:
         raise ValueError(
             "TracIn needs training checkpoints: fit a skorch net with the "
@@ -126,7 +137,7 @@ def tracin_self_influence(
     n, p = adapter.n_train, adapter.n_params
     out = np.zeros(n)
     for theta, lr in progress(checkpoints, desc="TracIn", verbose=verbose):
-        at = adapter._with_params(theta)
+        at = adapter.with_params(theta)
         for t in chunks(n, chunk_size(p, batch_size)):
             out[t] += lr * np.sum(at.train_grads(t) ** 2, axis=1)
     return out

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._constants import AUTO_EXACT_MAX_PARAMS
+from ..models import InputGradients, SubsetHessian, require
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ..utils._sklearn_compat import _safe_indexing
@@ -42,6 +43,12 @@ def input_perturbation(
     ``R[j, i] = -(d g_i / d x_i)^T (H + damping I)^{-1} grad f_j`` (Koh & Liang's
     ``I_pert``, times ``n``).
     """
+    require(
+        adapter,
+        InputGradients,
+        purpose="input_perturbation",
+        instead="use a scikit-learn linear model or a torch network",
+    )
     Gq = query_grads(adapter, X, y, target)
     n = adapter.n_train
     out = None
@@ -121,10 +128,13 @@ def group_influence(
         return S @ onehot, labels
     if method != "newton":
         raise ValueError(f"method must be 'first_order' or 'newton'; got {method!r}.")
-    if (
-        not hasattr(adapter, "data_hessian_sum")
-        or adapter.n_params > AUTO_EXACT_MAX_PARAMS
-    ):
+    require(
+        adapter,
+        SubsetHessian,
+        purpose="group_influence(method='newton')",
+        instead="use method='first_order'",
+    )
+    if adapter.n_params > AUTO_EXACT_MAX_PARAMS:
         raise ValueError(
             "method='newton' needs a closed-form Hessian of at most "
             f"{AUTO_EXACT_MAX_PARAMS} parameters; use method='first_order'."

@@ -10,49 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse.linalg import LinearOperator
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-
-@runtime_checkable
-class ModelAdapter(Protocol):
-    """What influence computations ask of a fitted model.
-
-    The training objective is
-    ``J(theta) = (1/n) sum_i loss_i(theta) + (1/2) theta^T diag(penalty) theta``,
-    where ``n = n_train`` and ``loss_i`` may carry a per-sample weight (class
-    weights).  Every array is float64 unless an adapter says otherwise.
-    """
-
-    n_params: int
-    n_train: int
-    is_classifier: bool
-
-    def params(self) -> NDArray: ...  # (p,)
-
-    def loss(self, X: ArrayLike, y: ArrayLike) -> NDArray: ...  # (m,)
-
-    def prediction(self, X: ArrayLike) -> NDArray: ...  # (m,)
-
-    def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray: ...  # (m, p)
-
-    def prediction_grads(self, X: ArrayLike) -> NDArray: ...  # (m, p)
-
-    def train_grads(self, rows: Any, *, total: bool = False) -> NDArray: ...  # (b, p)
-
-    def objective_grad(self) -> NDArray: ...  # (p,)
-
-    def hessian_operator(self) -> LinearOperator: ...  # (p, p)
-
-    def retrain(
-        self, keep: NDArray, *, warm_start: bool = True, random_state: Any = None
-    ) -> ModelAdapter: ...
-
+from ._contract import ModelAdapter, require
 
 _LOADED: set[str] = set()
 
@@ -83,27 +48,8 @@ def encode_labels(classes: NDArray, y: ArrayLike) -> NDArray:
 
 
 @functools.singledispatch
-def make_adapter(
-    estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any
-) -> ModelAdapter:
-    """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
-
-    Parameters
-    ----------
-    estimator : estimator
-        A fitted, supported estimator, a ``Pipeline`` ending in one (earlier
-        steps are treated as fixed preprocessing) or a ``FrozenEstimator``.
-    X : array-like of shape (n_samples, n_features)
-        The training inputs, as given to ``estimator.fit``.
-    y : array-like of shape (n_samples,)
-        The training targets.
-    **kwargs : dict
-        Passed to the adapter (``preprocess``).
-
-    Returns
-    -------
-    adapter : ModelAdapter
-    """
+def _dispatch(estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
+    # along the MRO, so a user's subclass of MLPClassifier loads the adapter
     modules = [cls.__module__ + "." for cls in type(estimator).__mro__]
     for prefix, adapter_module in _LAZY_ADAPTERS:
         hit = any(m.startswith(prefix + ".") for m in modules)
@@ -115,14 +61,155 @@ def make_adapter(
     raise TypeError(
         f"skinfluence has no model adapter for {type(estimator).__name__}. "
         f"Supported: {supported_estimators()} (also inside a Pipeline or a "
-        "FrozenEstimator)."
+        "FrozenEstimator). Add a model family with @make_adapter.register"
+        f"({type(estimator).__name__})."
     )
+
+
+def make_adapter(
+    estimator: Any, X: ArrayLike, y: ArrayLike, **kwargs: Any
+) -> ModelAdapter:
+    """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
+
+    Dispatch is on the estimator's class (``functools.singledispatch``);
+    ``make_adapter.register(EstimatorClass)`` adds a model family, and is
+    the documented way to plug one in (see the example below).
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted, supported estimator, a ``Pipeline`` ending in one (earlier
+        steps are treated as fixed preprocessing) or a ``FrozenEstimator``.
+    X : array-like of shape (n_samples, n_features)
+        The training inputs, as given to ``estimator.fit``.
+    y : array-like of shape (n_samples,)
+        The training targets.
+    **kwargs : dict
+        Passed to the adapter: ``preprocess`` (the fitted steps of a
+        ``Pipeline`` before the model, or None), ``sample_weight``,
+        ``batch_size`` and ``verbose``.  A registered function must accept
+        them (``**kwargs``) and refuse what it cannot honour
+        (``sample_weight``) with a ``ValueError``.
+
+    Returns
+    -------
+    adapter : ModelAdapter
+        An object implementing the core :class:`ModelAdapter` interface, and
+        whichever capabilities its model family has
+        (:class:`~skinfluence.models.DenseCurvature`,
+        :class:`~skinfluence.models.KroneckerStatistics`, ...).
+
+    Raises
+    ------
+    TypeError
+        When no adapter is registered for the estimator, or the registered
+        function returns an object that lacks part of the core interface
+        (the message lists the missing members).
+
+    Notes
+    -----
+    A new model family is one file: an adapter class with the members of
+    :class:`ModelAdapter` (at least) and a function registered for the
+    estimator class.  Every curvature backend that needs only the core
+    (``"cg"``, ``"exact"``, ``"ggn"``, ``"ef"``, ``"diagonal"``,
+    ``"lowrank"``, ``"identity"``) and every influence question then works;
+    the others name the capability they miss (``"kfac"`` needs
+    :class:`~skinfluence.models.KroneckerStatistics`, ``loo_change`` needs
+    :class:`~skinfluence.models.Retrainable`, ...).
+
+    Examples
+    --------
+    Ridge least squares written from scratch (objective as scikit-learn's
+    ``Ridge``: ``(1/2) sum_i (x_i w - y_i)^2 + (alpha/2) ||w||^2``, i.e. a
+    penalty ``alpha / n`` on the mean-loss scale), plugged in with the core
+    interface only:
+
+    >>> import numpy as np
+    >>> from scipy.sparse.linalg import aslinearoperator
+    >>> from sklearn.base import BaseEstimator, RegressorMixin
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.models import make_adapter
+    >>> class LeastSquares(RegressorMixin, BaseEstimator):
+    ...     def __init__(self, alpha=1.0):
+    ...         self.alpha = alpha
+    ...     def fit(self, X, y):
+    ...         A = X.T @ X + self.alpha * np.eye(X.shape[1])
+    ...         self.coef_ = np.linalg.solve(A, X.T @ y)
+    ...         return self
+    ...     def predict(self, X):
+    ...         return X @ self.coef_
+    >>> class LeastSquaresAdapter:
+    ...     is_classifier, classes, n_outputs = False, None, 1
+    ...     removal_gradient = "loss"  # alpha is on the sum scale, as Ridge's
+    ...     def __init__(self, est, X, y, **ignored):
+    ...         self.X, self.y, self.w = np.asarray(X), np.asarray(y), est.coef_
+    ...         self.n_train, self.n_params = self.X.shape
+    ...         self.penalty = np.full(self.n_params, est.alpha / self.n_train)
+    ...         self.null_basis = np.zeros((self.n_params, 0))
+    ...         self.weights = np.ones(self.n_train)
+    ...         self.train_indices = np.arange(self.n_train)
+    ...     def params(self):
+    ...         return self.w.copy()
+    ...     def loss(self, X, y):
+    ...         return 0.5 * (X @ self.w - y) ** 2
+    ...     def prediction(self, X):
+    ...         return X @ self.w
+    ...     def loss_grads(self, X, y):
+    ...         return (X @ self.w - y)[:, None] * X
+    ...     def prediction_grads(self, X):
+    ...         return np.asarray(X, dtype=float)
+    ...     def train_grads(self, rows=slice(None), *, total=False, labels=None):
+    ...         G = self.loss_grads(self.X[rows], self.y[rows])
+    ...         return G + self.penalty * self.w if total else G
+    ...     def train_prediction_grads(self, rows=slice(None)):
+    ...         return self.X[rows]
+    ...     def objective_grad(self):
+    ...         return self.train_grads().mean(axis=0) + self.penalty * self.w
+    ...     def hessian_operator(self):
+    ...         H = self.X.T @ self.X / self.n_train + np.diag(self.penalty)
+    ...         return aslinearoperator(H)
+    ...     ggn_operator = hessian_operator
+    >>> @make_adapter.register(LeastSquares)
+    ... def _(estimator, X, y, **kwargs):
+    ...     return LeastSquaresAdapter(estimator, X, y, **kwargs)
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    >>> scorer = InfluenceScorer(LeastSquares(alpha=1.0), curvature="cg").fit(X, y)
+    >>> predicted = scorer.parameter_change(range(40))
+    >>> w = scorer.estimator_.coef_
+    >>> actual = [LeastSquares(alpha=1.0).fit(np.delete(X, i, 0), np.delete(y, i))
+    ...           .coef_ - w for i in range(40)]
+    >>> bool(np.corrcoef(predicted.ravel(), np.ravel(actual))[0, 1] > 0.99)
+    True
+
+    A backend that needs more than the core says so:
+
+    >>> try:
+    ...     InfluenceScorer(LeastSquares(), curvature="kfac").fit(X, y)
+    ... except TypeError as exc:
+    ...     print(str(exc)[:50])
+    curvature='kfac' needs Kronecker layer statistics,
+    """
+    adapter = _dispatch(estimator, X, y, **kwargs)
+    return require(
+        adapter,
+        ModelAdapter,
+        purpose=f"The adapter made for {type(estimator).__name__}",
+        instead="implement the members of skinfluence.models.ModelAdapter",
+    )
+
+
+make_adapter.register = _dispatch.register  # type: ignore[attr-defined]
+make_adapter.registry = _dispatch.registry  # type: ignore[attr-defined]
+make_adapter.dispatch = _dispatch.dispatch  # type: ignore[attr-defined]
 
 
 def supported_estimators() -> str:
     """The estimators skinfluence can differentiate, for error messages."""
     return (
-        "LinearRegression, Ridge, LogisticRegression, MLPClassifier, "
+        "LinearRegression, Ridge, LogisticRegression, RidgeCV, RidgeClassifier(CV), "
+        "LogisticRegressionCV, SGDClassifier, SGDRegressor, PoissonRegressor, "
+        "GammaRegressor, TweedieRegressor, HuberRegressor, MLPClassifier, "
         "MLPRegressor (scikit-learn); "
         "TorchClassifier, TorchRegressor (skinfluence, any nn.Module + loss); "
         "NeuralNetClassifier, NeuralNetBinaryClassifier, NeuralNetRegressor (skorch)"

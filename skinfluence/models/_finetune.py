@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 
 from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions
+from ._contract import Reparametrizable, require
 
 
 class Finetuner(BaseEstimator):
@@ -119,14 +120,16 @@ class Finetuner(BaseEstimator):
         flat: bool,
         random_state: Any = None,
         verbose: int = 0,
-    ) -> Any:
+    ) -> tuple[Any, dict]:
         """Fine-tune ``adapter``'s model on ``(X, y)``.
 
         Parameters
         ----------
         adapter : ModelAdapter
-            A fitted model's adapter (``with_data``, ``batch_objective_grad``,
-            ``param_blocks``, ``_with_params``).
+            A fitted model's adapter with the
+            :class:`~skinfluence.models.Reparametrizable` capability
+            (``with_data``, ``with_params``, ``batch_objective_grad``,
+            ``param_blocks``).
         X, y : array-like
             The data to fine-tune on (inputs as the whole model takes them).
         flat : bool
@@ -139,19 +142,19 @@ class Finetuner(BaseEstimator):
         Returns
         -------
         adapter : ModelAdapter
-            The fine-tuned model with ``(X, y)`` as its training set.  Its
-            ``finetune_info`` holds the mean loss on ``(X, y)`` before and
-            after, and the final objective-gradient norm.
+            The fine-tuned model with ``(X, y)`` as its training set.
+        info : dict
+            ``loss_before`` and ``loss_after``, the mean loss on ``(X, y)``
+            before and after, and ``grad_norm``, the final objective-gradient
+            norm.
         """
         self._validate_params()
-        if not all(
-            hasattr(adapter, m)
-            for m in ("with_data", "batch_objective_grad", "param_blocks")
-        ):
-            raise TypeError(
-                f"{type(adapter).__name__} cannot be fine-tuned (it lacks "
-                "with_data / batch_objective_grad / param_blocks)."
-            )
+        require(
+            adapter,
+            Reparametrizable,
+            purpose="Fine-tuning (method='vm' or 'fvm')",
+            instead="use method='self_influence'",
+        )
         tuned = adapter.with_data(X, y)
         seed = self.random_state if self.random_state is not None else random_state
         rng = check_random_state(seed)
@@ -181,14 +184,14 @@ class Finetuner(BaseEstimator):
                 raise FloatingPointError(
                     "Fine-tuning diverged; lower the finetuner's lr."
                 )
-        tuned = tuned._with_params(theta)
+        tuned = tuned.with_params(theta)
         full = tuned.batch_objective_grad(theta, slice(None))
-        tuned.finetune_info = {
+        info = {
             "loss_before": loss_before,
             "loss_after": float(np.mean(tuned.loss(X, y))),
             "grad_norm": float(np.linalg.norm(full)),
         }
-        return tuned
+        return tuned, info
 
 
 def _lpf_noise(

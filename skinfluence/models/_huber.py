@@ -327,6 +327,20 @@ class HuberAdapter:
         new._theta = np.asarray(theta, dtype=np.float64).copy()
         return new
 
+    # -- capabilities (skinfluence.models._contract) --------------------------
+
+    @property
+    def train_indices(self) -> NDArray:
+        """Every row of the fit ``X`` is trained on: ``arange(n_train)``."""
+        return np.arange(self.n_train)
+
+    def with_params(self, theta: NDArray) -> HuberAdapter:
+        """The same model and data at the parameters ``theta``."""
+        return self._with_params(theta)
+
+    def __repr__(self) -> str:
+        return f"HuberAdapter({self.estimator!r})"
+
 
 @make_adapter.register(HuberRegressor)
 def _(estimator: HuberRegressor, X: ArrayLike, y: ArrayLike, **kwargs: Any):

@@ -1126,6 +1126,67 @@ class LinearAdapter:
             return W[:, :-1], W[:, -1]
         return W, None
 
+    # -- capabilities (skinfluence.models._contract) --------------------------
+
+    @property
+    def train_indices(self) -> NDArray:
+        """Every row of the fit ``X`` is trained on: ``arange(n_train)``."""
+        return np.arange(self.n_train)
+
+    def ggn_diagonal(self) -> NDArray:
+        """Diagonal of the Gauss-Newton matrix: the Hessian's, closed form."""
+        return self.hessian_diagonal()
+
+    def ggn_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
+        """``G V``: the Hessian product (``G = H`` for these models)."""
+        return self.hessian_matvec(V, rows)
+
+    def with_params(self, theta: NDArray) -> LinearAdapter:
+        """The same model and data at the flat parameters ``theta``."""
+        return self._with_params(theta)
+
+    def kronecker_layers(self) -> list:
+        """The one layer ``[coef_, intercept_]`` as a ``KroneckerLayer``."""
+        from ._linear_kronecker import linear_kronecker_layers
+
+        return linear_kronecker_layers(self)
+
+    def layer_statistics(
+        self,
+        layers: list,
+        *,
+        fisher: str = "mc",
+        n_samples: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> Any:
+        """Stream ``[(x~, u)]`` per row batch: the augmented inputs and the
+        output-space pseudo-gradients of the ``fisher`` type."""
+        from ._linear_kronecker import linear_layer_statistics
+
+        return linear_layer_statistics(
+            self,
+            fisher=fisher,
+            n_samples=n_samples,
+            random_state=random_state,
+            verbose=verbose,
+        )
+
+    def parameter_blocks(self, by: str = "layer") -> list[tuple[str, NDArray]]:
+        """One block (``"layer"``), or coefficients and intercepts (``"tensor"``)."""
+        from ._linear_kronecker import linear_parameter_blocks
+
+        return linear_parameter_blocks(self, by)
+
+    def ggn_blocks(self, blocks: list[NDArray], *, verbose: int = 0) -> list[NDArray]:
+        """Diagonal blocks of the closed-form Gauss-Newton matrix."""
+        from ._linear_kronecker import linear_ggn_blocks
+
+        return linear_ggn_blocks(self, blocks)
+
+    def __repr__(self) -> str:
+        return f"LinearAdapter({self.estimator!r})"
+
 
 @make_adapter.register(LinearRegression)
 @make_adapter.register(Ridge)

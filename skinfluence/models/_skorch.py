@@ -163,7 +163,7 @@ def _skorch_adapter(
         new.partial_fit(Xk, yk)
         return _skorch_adapter(new, Xk, yk, dtype=dtype, **kwargs)
 
-    adapter = TorchAdapter(
+    return TorchAdapter(
         net.module_,
         criterion,
         Xf[rows],
@@ -176,18 +176,10 @@ def _skorch_adapter(
         refit=refit,
         preprocess=preprocess,
         sample_weight=sample_weight,
+        train_indices=rows,
+        checkpoints=_saved_checkpoints(net),
         **kwargs,
     )
-    adapter.train_indices = rows
-    adapter.checkpoints = [
-        (adapter._np(adapter._flat(_cast(theta, dtype))), lr)
-        for theta, lr in _saved_checkpoints(net)
-    ]
-    return adapter
-
-
-def _cast(theta: dict, dtype: torch.dtype) -> dict:
-    return {k: v.to(dtype) for k, v in theta.items()}
 
 
 def _saved_checkpoints(net: NeuralNet) -> list:

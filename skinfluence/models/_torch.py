@@ -30,7 +30,8 @@ responses and minibatch gradients all carry ``w_i``.  Query-side gradients
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,15 @@ class TorchAdapter:
         Per-row weights ``w_i`` of the training losses in the objective
         ``J = (1/n) sum_i w_i loss_i + penalty``; ``None`` means ones.  The
         ``refit`` hook is responsible for retraining with the kept weights.
+    verbose : int, default=0
+        Progress bars on per-sample work when positive.
+    train_indices : array-like of int of shape (n_train,) or None, default=None
+        The rows of the estimator's fit ``X`` that ``X`` holds (a skorch
+        ``train_split`` trains on part of them); ``None``: all, in order.
+    checkpoints : sequence of (parameters, float), default=()
+        Parameters saved during training and the learning rate of the epoch
+        (TracIn), oldest first; parameters as a dict by parameter name (the
+        module's ``named_parameters``) or a flat vector.
 
     Attributes
     ----------
@@ -120,6 +130,8 @@ class TorchAdapter:
         preprocess: Any = None,
         sample_weight: ArrayLike | None = None,
         verbose: int = 0,
+        train_indices: ArrayLike | None = None,
+        checkpoints: Sequence[tuple[Any, float]] = (),
     ) -> None:
         if kind not in ("multiclass", "binary", "regression"):
             raise ValueError(
@@ -156,8 +168,9 @@ class TorchAdapter:
             )
         self._set_weights(sample_weight)
         self._chunk = chunk_size(self.n_params, batch_size)
+        self.train_indices = self._train_indices(train_indices)
         #: ``[(theta_k, lr_k), ...]``: parameters saved during training (TracIn).
-        self.checkpoints: list[tuple[NDArray, float]] = []
+        self.checkpoints = [(self._checkpoint(t), float(lr)) for t, lr in checkpoints]
 
     # -- conversions ----------------------------------------------------------
 
@@ -597,6 +610,7 @@ class TorchAdapter:
         new._set_weights(None)
         new._refit = None
         new.checkpoints = []
+        new.train_indices = np.arange(new.n_train)
         return new
 
     def _with_params(self, theta: NDArray) -> TorchAdapter:
@@ -642,6 +656,105 @@ class TorchAdapter:
                 "target='prediction' needs a scalar output; this network has "
                 f"{z.shape[-1]}. Use target='loss'."
             )
+
+    # -- capabilities (skinfluence.models._contract) --------------------------
+
+    #: Influence with the loss gradient is compared with PBRF, not with a
+    #: refit at the same weight decay (see ``InfluenceScorer.train_gradient``).
+    removal_gradient = "loss"
+
+    def _train_indices(self, train_indices: ArrayLike | None) -> NDArray:
+        if train_indices is None:
+            return np.arange(self.n_train)
+        rows = np.asarray(train_indices, dtype=np.intp).reshape(-1)
+        if len(rows) != self.n_train:
+            raise ValueError(
+                f"train_indices has {len(rows)} entries for {self.n_train} rows."
+            )
+        return rows
+
+    @functools.cached_property
+    def n_outputs(self) -> int:
+        """Outputs per row of the module (logits or targets), from one row.
+
+        Computed on first use: a forward pass through a module that applies
+        one layer twice un-ties its parameters in ``torch.func``.
+        """
+        with torch.no_grad():
+            z = self._outputs(self._theta, self._X[:1])
+        return int(np.prod(z.shape[1:], dtype=int))
+
+    def _checkpoint(self, theta: Any) -> NDArray:
+        """A saved parameter set as a flat float64 vector."""
+        if isinstance(theta, dict):
+            tree = {k: torch.as_tensor(theta[k]).to(self.dtype) for k in self._names}
+            return self._np(self._flat(tree))
+        flat = np.asarray(theta, dtype=np.float64).reshape(-1)
+        if len(flat) != self.n_params:
+            raise ValueError(
+                f"A checkpoint has {len(flat)} parameters; the network has "
+                f"{self.n_params}."
+            )
+        return flat
+
+    def with_params(self, theta: NDArray) -> TorchAdapter:
+        """The same network and data at the flat parameters ``theta``."""
+        return self._with_params(theta)
+
+    def ggn_diagonal(self) -> NDArray:
+        """Exact diagonal of the Gauss-Newton matrix, shape (n_params,).
+
+        From per-sample output Jacobians and the square root of the
+        output-space loss Hessian (``n_outputs`` Jacobian rows per sample, in
+        row chunks): ``diag(G) = (1/n) sum_i colsum((R_i^T J_i)^2) + penalty``.
+        """
+        from ._torch_kronecker import torch_ggn_diagonal
+
+        return torch_ggn_diagonal(self, verbose=self.verbose)
+
+    def kronecker_layers(self) -> list:
+        """The ``nn.Linear`` layers as ``KroneckerLayer`` (with index maps);
+        a ``TypeError`` names modules with other parameters."""
+        from ._torch_kronecker import torch_kronecker_layers
+
+        return torch_kronecker_layers(self)
+
+    def layer_statistics(
+        self,
+        layers: list,
+        *,
+        fisher: str = "mc",
+        n_samples: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> Any:
+        """Stream ``[(abar, ds)]`` per layer and row batch: the layer inputs
+        and the pseudo-gradients of the ``fisher`` type."""
+        from ._torch_kronecker import torch_layer_statistics
+
+        return torch_layer_statistics(
+            self,
+            layers,
+            fisher=fisher,
+            n_samples=n_samples,
+            random_state=random_state,
+            verbose=verbose,
+        )
+
+    def parameter_blocks(self, by: str = "layer") -> list[tuple[str, NDArray]]:
+        """Flat index blocks per module (``"layer"``) or parameter tensor."""
+        from ._torch_kronecker import torch_parameter_blocks
+
+        return torch_parameter_blocks(self, by)
+
+    def ggn_blocks(self, blocks: list[NDArray], *, verbose: int = 0) -> list[NDArray]:
+        """Dense diagonal blocks of the Gauss-Newton matrix, penalty included."""
+        from ._torch_kronecker import torch_ggn_blocks
+
+        return torch_ggn_blocks(self, blocks, verbose=verbose)
+
+    def __repr__(self) -> str:
+        return f"TorchAdapter({type(self._module).__name__}, kind={self.kind!r})"
 
 
 def _unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:

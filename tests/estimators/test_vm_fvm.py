@@ -19,7 +19,7 @@ from skinfluence.models import make_adapter
 
 def _objective(adapter, theta, X, y):
     """The validation objective J_val(theta): mean loss + the L2 term."""
-    at = adapter._with_params(theta)
+    at = adapter.with_params(theta)
     return float(np.mean(at.loss(X, y)) + 0.5 * theta @ (at.penalty * theta))
 
 
@@ -63,14 +63,13 @@ def test_finetuner_reaches_the_validation_optimum(breast_cancer):
     Xtr, Xv, ytr, yv = breast_cancer
     model = LogisticRegression(C=1.0, tol=1e-10).fit(Xtr, ytr)
     a = make_adapter(model, Xtr, ytr)
-    tuned = Finetuner(n_steps=3000, lr=0.05, batch_size=len(yv)).run(
+    tuned, info = Finetuner(n_steps=3000, lr=0.05, batch_size=len(yv)).run(
         a, Xv, yv, flat=False
     )
     ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(Xv, yv)
     assert_allclose(
         tuned.params(), np.append(ref.coef_.ravel(), ref.intercept_), atol=2e-3
     )
-    info = tuned.finetune_info
     assert info["loss_after"] < info["loss_before"] and info["grad_norm"] < 1e-3
     assert tuned.n_train == len(yv)
 
@@ -78,18 +77,18 @@ def test_finetuner_reaches_the_validation_optimum(breast_cancer):
 def test_finetuner_flat_variants_and_validation(breast_cancer):
     Xtr, Xv, ytr, yv = breast_cancer
     a = make_adapter(LogisticRegression().fit(Xtr, ytr), Xtr, ytr)
-    plain = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=False)
-    lpf = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=True)
-    sam = Finetuner(n_steps=50, flatness="sam", random_state=0).run(
+    plain, _ = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=False)
+    lpf, _ = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=True)
+    sam, _ = Finetuner(n_steps=50, flatness="sam", random_state=0).run(
         a, Xv, yv, flat=True
     )
-    again = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=True)
+    again, _ = Finetuner(n_steps=50, random_state=0).run(a, Xv, yv, flat=True)
     assert_allclose(lpf.params(), again.params())  # seeded
     assert not np.allclose(plain.params(), lpf.params())
     assert not np.allclose(plain.params(), sam.params())
     # radius 0 removes the perturbation: LPF/SAM collapse onto plain SGD
     zero = Finetuner(n_steps=50, radius=0.0, random_state=0)
-    assert_allclose(zero.run(a, Xv, yv, flat=True).params(), plain.params())
+    assert_allclose(zero.run(a, Xv, yv, flat=True)[0].params(), plain.params())
     with pytest.raises(ValueError, match="lr"):
         Finetuner(lr=-1.0).run(a, Xv, yv, flat=False)
     with pytest.raises(FloatingPointError, match="diverged"), np.errstate(all="ignore"):
@@ -252,7 +251,7 @@ def test_minibatch_gradient_over_all_rows_is_the_objective_gradient(breast_cance
     lr = LogisticRegression(C=0.3, class_weight={0: 2.0, 1: 0.5}).fit(Xtr, ytr)
     a = make_adapter(lr, Xtr, ytr)
     theta = a.params() + 0.1
-    moved = a._with_params(theta)
+    moved = a.with_params(theta)
     assert_allclose(a.batch_objective_grad(theta, slice(None)), moved.objective_grad())
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(
@@ -265,7 +264,7 @@ def test_minibatch_gradient_over_all_rows_is_the_objective_gradient(breast_cance
     theta = b.params() + 0.05
     assert_allclose(
         b.batch_objective_grad(theta, slice(None)),
-        b._with_params(theta).objective_grad(),
+        b.with_params(theta).objective_grad(),
         rtol=1e-10,
         atol=1e-12,
     )

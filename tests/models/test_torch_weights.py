@@ -20,7 +20,6 @@ from skinfluence.models import (  # noqa: E402
     TorchRegressor,
     make_adapter,
 )
-from skinfluence.models._kronecker import ggn_blocks  # noqa: E402
 
 
 def _mlp(d_in, d_out, hidden=5, seed=0):
@@ -79,7 +78,7 @@ def test_weighted_gauss_newton_blocks(weighted_vs_repeated):
     aw, _, _, _, _ = weighted_vs_repeated
     idx = [np.arange(0, 20), np.arange(20, aw.n_params)]  # spans two layers
     G = aw.ggn_matrix()
-    for Gb, b in zip(ggn_blocks(aw, idx), idx, strict=True):
+    for Gb, b in zip(aw.ggn_blocks(idx), idx, strict=True):
         assert_allclose(Gb, G[np.ix_(b, b)], atol=1e-12)
     lin = torch.nn.Linear(4, 3)
     X, y = aw._np(aw._X), aw.classes[aw._np(aw._y).astype(int)]
@@ -88,7 +87,7 @@ def test_weighted_gauss_newton_blocks(weighted_vs_repeated):
         classes=aw.classes, penalty=0.1, sample_weight=aw.weights,
     )  # fmt: skip
     all_ = [np.arange(a1.n_params)]
-    assert_allclose(ggn_blocks(a1, all_)[0], a1.ggn_matrix(), atol=1e-12)
+    assert_allclose(a1.ggn_blocks(all_)[0], a1.ggn_matrix(), atol=1e-12)
 
 
 def test_weighted_proximal_response_equals_repeated(weighted_vs_repeated):

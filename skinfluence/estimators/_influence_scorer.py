@@ -772,11 +772,13 @@ class InfluenceScorer(
 
     def _parameter_names(self):
         adapter = self.adapter_
-        pre = getattr(adapter, "preprocess", None)
         features = getattr(self, "feature_names_in_", None)
-        if pre is not None:
-            try:
-                features = pre.get_feature_names_out()
+        model = self.estimator_
+        if isinstance(model, FrozenEstimator):
+            model = model.estimator
+        if isinstance(model, Pipeline) and len(model) > 1:
+            try:  # the names after the fixed preprocessing
+                features = model[:-1].get_feature_names_out()
             except (AttributeError, ValueError, TypeError):
                 features = None
         if not isinstance(adapter, NamedParameters):

@@ -51,7 +51,7 @@ def _require_rows(adapter: Any, what: str) -> None:
 
 
 def _row_block(adapter: Any, batch_size: int | None) -> int:
-    width = adapter.n_params * (getattr(adapter, "n_outputs", 1) + 2)
+    width = adapter.n_params * (adapter.n_outputs + 2)
     return chunk_size(max(width, adapter.n_train), batch_size)
 
 

@@ -52,6 +52,7 @@ from ..utils._sklearn_compat import (
     _num_samples,
     _routing_enabled,
 )
+from ..utils._validation import check_indices
 from ._defaults import _ReachableDefaults
 
 
@@ -223,11 +224,18 @@ class InfluenceScorer(
     curvature_ : CurvatureBackend
         The fitted curvature backend.
     n_train_ : int
-        Number of training points (the rows the model was trained on).
+        Number of training points (the rows the model was trained on): the
+        ``n`` of the objective, so removal changes ``f`` by ``S / n_train_``.
+    n_samples_fit_ : int
+        Number of rows of the ``X`` passed to ``fit``.  Every result with one
+        entry per training row (``influence`` columns, ``self_influence_``,
+        ``parameter_change`` indices, ``diagnostics`` rows, the ground truths'
+        ``indices``) is indexed by these rows.
     train_indices_ : ndarray of shape (n_train_,)
-        Rows of the ``X`` passed to ``fit`` that the columns of
-        :meth:`influence` refer to: all of them, except for a skorch net with
-        a ``train_split``, whose validation rows never entered training.
+        The rows of the ``X`` passed to ``fit`` the model trained on: all of
+        them, except for a skorch net with a ``train_split``, whose validation
+        rows never entered training.  Those rows have exact removal influence
+        0 in every result.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -243,7 +251,7 @@ class InfluenceScorer(
     train_gradient_ : {"loss", "total"}
         The training gradient the fitted state was computed with
         (``train_gradient`` with ``"auto"`` resolved).
-    self_influence_ : ndarray of shape (n_train_,)
+    self_influence_ : ndarray of shape (n_samples_fit_,)
         ``g_i^T (H + damping I)^{-1} g_i >= 0`` (with ``train_gradient="total"``
         the right factor is the total gradient: the predicted change of the
         point's own loss on removal, which can be negative).  Computed on
@@ -383,6 +391,7 @@ class InfluenceScorer(
         # the DataFrame index of the training rows, for diagnostics()
         self._train_index = getattr(X, "index", None)
         self.train_indices_ = np.asarray(self.adapter_.train_indices)
+        self.n_samples_fit_ = _num_samples(X)
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
         self.curvature_ = make_curvature(
@@ -395,6 +404,28 @@ class InfluenceScorer(
         if self.train_gradient == "auto":
             self.train_gradient_ = self.adapter_.removal_gradient
         return self
+
+    def _to_rows(self, A, axis=-1):
+        """Results over the trained rows -> over the rows of the fit ``X``.
+
+        A skorch ``train_split`` trains on part of ``X``; the rows it held
+        out have exact removal influence 0.
+        """
+        n, idx = self.n_samples_fit_, self.train_indices_
+        if len(idx) == n and np.array_equal(idx, np.arange(n)):
+            return A
+        A = np.moveaxis(np.asarray(A), axis, 0)
+        out = np.zeros((n,) + A.shape[1:], dtype=A.dtype)
+        out[idx] = A
+        return np.moveaxis(out, 0, axis)
+
+    def _trained_positions(self, indices):
+        """Rows of the fit ``X`` -> positions among the trained rows (-1: held
+        out)."""
+        idx = check_indices(indices, self.n_samples_fit_)
+        pos = np.full(self.n_samples_fit_, -1)
+        pos[self.train_indices_] = np.arange(len(self.train_indices_))
+        return pos[idx]
 
     def influence(self, X, y=None, *, target="loss", method="first_order"):
         """Influence of every training point on each query row.
@@ -420,7 +451,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        S : ndarray of shape (n_query, n_train_)
+        S : ndarray of shape (n_query, n_samples_fit_)
             ``S[j, i] = grad f_j^T (H + damping I)^{-1} grad loss_i``: removing
             training point ``i`` changes ``f_j`` by about ``S[j, i] / n_train_``.
             For ``target="loss"``, ``S[j, i] > 0`` means ``i`` helps ``j``
@@ -430,7 +461,7 @@ class InfluenceScorer(
         """
         self._check_query(X, y, target)
         if _check_method(method) == "newton":
-            return newton_pairwise(
+            S = newton_pairwise(
                 self.adapter_,
                 self.curvature_,
                 query_grads(self.adapter_, X, y, target),
@@ -438,16 +469,18 @@ class InfluenceScorer(
                 batch_size=self.batch_size,
                 verbose=self.verbose,
             )
-        return pairwise_influence(
-            self.adapter_,
-            self.curvature_,
-            X,
-            y,
-            target=target,
-            train_gradient=self.train_gradient_,
-            batch_size=self.batch_size,
-            verbose=self.verbose,
-        )
+        else:
+            S = pairwise_influence(
+                self.adapter_,
+                self.curvature_,
+                X,
+                y,
+                target=target,
+                train_gradient=self.train_gradient_,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+            )
+        return self._to_rows(S)
 
     def _check_query(self, X, y, target):
         check_is_fitted(self)
@@ -476,7 +509,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        U : ndarray of shape (n_query, n_train_)
+        U : ndarray of shape (n_query, n_samples_fit_)
             ``d f_j / d eps`` when the objective gains ``eps * loss_i``:
             ``-grad f_j^T (H + damping I)^{-1} grad loss_i``.  Removal is
             ``eps = -1/n_train_``, so ``U = -influence(X, y)``.
@@ -495,7 +528,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        R : ndarray of shape (n_query, n_train_, n_features)
+        R : ndarray of shape (n_query, n_samples_fit_, n_features)
             A shift ``delta`` of training input ``i`` changes ``f_j`` by about
             ``R[j, i] @ delta / n_train_``.  With ``target="loss"``, ``R[j, i]``
             is (``n_train_`` times) the gradient of query ``j``'s loss with
@@ -505,9 +538,10 @@ class InfluenceScorer(
             a Pipeline's preprocessing).
         """
         self._check_query(X, y, target)
-        return input_perturbation(
+        R = input_perturbation(
             self.adapter_, self.curvature_, X, y, target=target, **self._kwargs()
         )
+        return self._to_rows(R, axis=1)
 
     def label_change(self, X, y=None, *, target="loss"):
         """Effect of changing each training label to every class (classifiers).
@@ -521,14 +555,15 @@ class InfluenceScorer(
 
         Returns
         -------
-        R : ndarray of shape (n_query, n_train_, n_classes)
+        R : ndarray of shape (n_query, n_samples_fit_, n_classes)
             Relabelling training point ``i`` to ``classes_[k]`` changes ``f_j``
             by about ``R[j, i, k] / n_train_``; 0 for its current label.
         """
         self._check_query(X, y, target)
-        return label_change(
+        R = label_change(
             self.adapter_, self.curvature_, X, y, target=target, **self._kwargs()
         )
+        return self._to_rows(R, axis=1)
 
     def group_influence(self, X, y, groups, *, target="loss", method="first_order"):
         """Effect of removing whole groups of training points.
@@ -538,7 +573,7 @@ class InfluenceScorer(
         X : array-like of shape (n_query, n_features)
         y : array-like of shape (n_query,) or None
             Required for ``target="loss"``.
-        groups : array-like of shape (n_train_,)
+        groups : array-like of shape (n_samples_fit_,)
             A group label per training point (as scikit-learn's ``groups``).
         target : {"loss", "prediction"}, default="loss"
         method : {"first_order", "newton"}, default="first_order"
@@ -562,11 +597,28 @@ class InfluenceScorer(
                 "method='newton' removes the group's losses at fixed hyper-"
                 "parameters; it is not defined for train_gradient='total'."
             )
-        S = self.influence(X, y, target=target)
+        check_is_fitted(self)
+        groups = np.asarray(groups)
+        if groups.shape != (self.n_samples_fit_,):
+            raise ValueError(
+                "groups must have one label per row of the X passed to fit "
+                f"({self.n_samples_fit_},); got {groups.shape}."
+            )
+        S = self.influence(X, y, target=target)[:, self.train_indices_]
         Gq = query_grads(self.adapter_, X, y, target) if method == "newton" else None
-        R, _ = group_influence(
-            self.adapter_, self.curvature_, S, groups, method=method, Gq=Gq
+        R_t, labels_t = group_influence(
+            self.adapter_,
+            self.curvature_,
+            S,
+            groups[self.train_indices_],
+            method=method,
+            Gq=Gq,
         )
+        labels = np.unique(groups)
+        if len(labels) == len(labels_t):
+            return R_t
+        R = np.zeros((len(R_t), len(labels)))  # groups never trained on: 0
+        R[:, np.searchsorted(labels, labels_t)] = R_t
         return R
 
     def self_influence(self, *, target="loss", method="first_order"):
@@ -580,7 +632,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        s : ndarray of shape (n_train_,)
+        s : ndarray of shape (n_samples_fit_,)
             ``"loss"``: ``self_influence_`` (first order).  ``"prediction"``:
             how much removing point ``i`` changes its own prediction, times
             ``n_train_`` (regression: ``y_hat_i``; classification: the
@@ -590,23 +642,27 @@ class InfluenceScorer(
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
         if _check_method(method) == "newton":
-            return newton_self_influence(
-                self.adapter_,
-                self.curvature_,
-                target=target,
-                train_gradient=self.train_gradient_,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
+            return self._to_rows(
+                newton_self_influence(
+                    self.adapter_,
+                    self.curvature_,
+                    target=target,
+                    train_gradient=self.train_gradient_,
+                    batch_size=self.batch_size,
+                    verbose=self.verbose,
+                )
             )
         if target == "loss":
             return self.self_influence_
         if target != "prediction":
             raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
-        return self_prediction_influence(
-            self.adapter_,
-            self.curvature_,
-            train_gradient=self.train_gradient_,
-            batch_size=self.batch_size,
+        return self._to_rows(
+            self_prediction_influence(
+                self.adapter_,
+                self.curvature_,
+                train_gradient=self.train_gradient_,
+                batch_size=self.batch_size,
+            )
         )
 
     def __getattr__(self, name):
@@ -626,6 +682,7 @@ class InfluenceScorer(
             batch_size=self.batch_size,
             verbose=self.verbose,
         )
+        value = self._to_rows(value)
         self.__dict__[name] = value
         return value
 
@@ -634,7 +691,8 @@ class InfluenceScorer(
 
         Parameters
         ----------
-        indices : array-like of int of shape (k,) or bool mask of shape (n_train_,)
+        indices : array-like of int of shape (k,) or bool mask of shape \
+(n_samples_fit_,)
             Training rows.
         method : {"first_order", "newton"}, default="first_order"
             As :meth:`influence`; ``"newton"`` is the exact leave-one-out
@@ -650,16 +708,24 @@ class InfluenceScorer(
             intercept) is zero.
         """
         check_is_fitted(self)
+        pos = self._trained_positions(indices)
+        out = np.zeros((len(pos), self.adapter_.n_params))
+        trained = pos >= 0  # a row the model never trained on: no change
         if _check_method(method) == "newton":
-            return newton_parameter_change(
+            out[trained] = newton_parameter_change(
                 self.adapter_,
                 self.curvature_,
-                indices,
+                pos[trained],
                 train_gradient=self.train_gradient_,
             )
-        return parameter_change(
-            self.adapter_, self.curvature_, indices, train_gradient=self.train_gradient_
-        )
+        else:
+            out[trained] = parameter_change(
+                self.adapter_,
+                self.curvature_,
+                pos[trained],
+                train_gradient=self.train_gradient_,
+            )
+        return out
 
     def diagnostics(self):
         """Regression diagnostics, one row per training row.
@@ -674,7 +740,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        table : pandas.DataFrame of shape (n_train_, 9 + n_params)
+        table : pandas.DataFrame of shape (n_samples_fit_, 9 + n_params)
             Indexed like the ``X`` passed to ``fit`` (its index when it was a
             DataFrame, else ``train_indices_``).  Columns:
 
@@ -764,10 +830,14 @@ class InfluenceScorer(
             [table, pd.DataFrame(dfbeta, columns=[f"dfbeta_{n}" for n in names])],
             axis=1,
         )
-        index = self._train_index
-        table.index = (
-            index[self.train_indices_] if index is not None else self.train_indices_
-        )
+        table.index = self.train_indices_
+        if len(table) != self.n_samples_fit_:  # rows held out of training
+            table = table.reindex(np.arange(self.n_samples_fit_))
+            held_out = ~np.isin(table.index, self.train_indices_)
+            zero = ["self_influence", *[c for c in table if c.startswith("dfbeta_")]]
+            table.loc[held_out, zero] = 0.0
+        if self._train_index is not None:
+            table.index = self._train_index
         return table
 
     def _parameter_names(self):
@@ -794,7 +864,7 @@ class InfluenceScorer(
 
         Returns
         -------
-        S : ndarray of shape (n_samples, n_train_)
+        S : ndarray of shape (n_samples, n_samples_fit_)
             Memory grows as ``n_samples * n_train_``.
         """
         return self.influence(X, None, target="prediction")
@@ -808,11 +878,11 @@ class InfluenceScorer(
 
         Returns
         -------
-        names : ndarray of str of shape (n_train_,)
+        names : ndarray of str of shape (n_samples_fit_,)
         """
         check_is_fitted(self)
         return np.asarray(
-            [f"influence_train{i}" for i in range(self.n_train_)], dtype=object
+            [f"influence_train{i}" for i in range(self.n_samples_fit_)], dtype=object
         )
 
     @available_if(_estimator_has("predict"))

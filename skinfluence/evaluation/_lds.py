@@ -37,8 +37,10 @@ class LDSGroundTruth:
 
     Attributes
     ----------
-    masks : ndarray of bool of shape (n_subsets, n_train)
-        ``masks[j, i]``: training point ``i`` is kept in subset ``j``.
+    masks : ndarray of bool of shape (n_subsets, n_samples_fit)
+        ``masks[j, i]``: row ``i`` of the fit ``X`` is kept in subset ``j``
+        (rows a skorch ``train_split`` held out are always kept: never
+        trained on, never removed).
     losses : ndarray of shape (n_query, n_subsets)
         Measured quantity (query loss or prediction) of the models retrained
         on each subset, averaged over seeds.
@@ -199,8 +201,17 @@ def lds_ground_truth(
         values.append(value)
         redraws += failed
     seed_losses = np.stack(values, axis=-1)  # (n_seeds, n_query, n_subsets)
+    masks = np.asarray(masks)
+    # the masks index the rows of the X given to fit, like the scorer's
+    # columns: rows a skorch train_split held out are never removed
+    trained = np.asarray(getattr(scorer, "train_indices_", np.arange(n)))
+    n_rows = getattr(scorer, "n_samples_fit_", n)
+    if n_rows != n:
+        full = np.ones((len(masks), n_rows), dtype=bool)
+        full[:, trained] = masks
+        masks = full
     return LDSGroundTruth(
-        masks=np.asarray(masks),
+        masks=masks,
         losses=seed_losses.mean(axis=0),
         seed_losses=seed_losses,
         seeds=np.asarray(seeds),
@@ -483,7 +494,7 @@ def lds(
     if scores is not None:  # fail before the retrains, not after
         check_is_fitted(scorer, "adapter_")
         n_query = X.shape[0] if hasattr(X, "shape") else len(X)
-        expected = (n_query, scorer.adapter_.n_train)
+        expected = (n_query, scorer.n_samples_fit_)
         if np.shape(scores) != expected:
             raise ValueError(
                 f"scores must have shape (n_query, n_train) = {expected}; got "

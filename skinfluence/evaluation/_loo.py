@@ -42,8 +42,11 @@ def loo_change(
         Query inputs.
     y : array-like of shape (n_query,) or None
         Query targets (unused for ``target="prediction"``).
-    indices : array-like of int of shape (k,), or boolean mask of shape (n_train,)
-        Training rows to remove, one at a time (negative counts from the end).
+    indices : array-like of int of shape (k,), or boolean mask of shape \
+(n_samples_fit,)
+        Rows of the ``X`` given to the scorer's ``fit`` to remove, one at a
+        time (negative counts from the end); rows the model never trained on
+        (a skorch ``train_split``) give 0.
     warm_start : bool, default=True
         Start each refit from the fitted parameters (solvers that support it).
     target : {"loss", "prediction"}, default="loss"
@@ -116,12 +119,19 @@ def response_changes(
         return a.loss(X, y) if target == "loss" else a.prediction(X)
 
     n = scorer.adapter_.n_train
+    # indices are rows of the X given to fit, like the scorer's columns; a
+    # row a skorch train_split held out never entered training: change 0
+    trained = np.asarray(getattr(scorer, "train_indices_", np.arange(n)))
+    n_rows = getattr(scorer, "n_samples_fit_", n)
     idx = check_indices(
-        list(indices) if not hasattr(indices, "__len__") else indices, n
+        list(indices) if not hasattr(indices, "__len__") else indices, n_rows
     )
+    position = np.full(n_rows, -1)
+    position[trained] = np.arange(len(trained))
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
     base = measure(model_without(None))
-    delta = np.empty((len(base), idx.size))
+    delta = np.zeros((len(base), idx.size))
     for col, i in enumerate(progress(idx, desc=desc, verbose=verbose)):
-        delta[:, col] = measure(model_without(int(i))) - base
+        if position[i] >= 0:
+            delta[:, col] = measure(model_without(int(position[i]))) - base
     return delta

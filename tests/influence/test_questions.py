@@ -127,7 +127,7 @@ def test_group_of_singletons_is_pairwise(breast_cancer):
     scorer = InfluenceScorer(_lr(len(ytr))).fit(Xtr, ytr)
     S = scorer.influence(Xte[:2], yte[:2])
     assert_allclose(scorer.group_influence(Xte[:2], yte[:2], np.arange(len(ytr))), S)
-    with pytest.raises(ValueError, match="one label per training point"):
+    with pytest.raises(ValueError, match="one label per row of the X passed to fit"):
         scorer.group_influence(Xte[:2], yte[:2], [0, 1])
 
 

@@ -115,7 +115,33 @@ def test_train_split_rows_are_honoured(wine):
     ds_train, _ = net.get_split_datasets(X, y)
     assert_allclose(scorer.train_indices_, ds_train.indices)
     assert scorer.n_train_ == len(ds_train.indices) < len(X)
-    assert scorer.influence(X[:3], y[:3]).shape == (3, scorer.n_train_)
+    # every result is indexed by the rows of X; held-out rows have exact
+    # removal influence 0 (the model never saw them)
+    rows = np.asarray(ds_train.indices)
+    held_out = np.setdiff1d(np.arange(len(X)), rows)
+    S = scorer.influence(X[:3], y[:3])
+    assert S.shape == (3, len(X)) == (3, scorer.n_samples_fit_)
+    assert_allclose(S[:, held_out], 0.0)
+    # the trained columns are the adapter's own scores, in the rows' places
+    direct = scorer.adapter_.loss_grads(X[:3], y[:3])
+    q = scorer.curvature_.solve(direct.T).T
+    G = scorer.adapter_.train_grads(slice(None))
+    assert_allclose(S[:, rows], q @ G.T, rtol=1e-10)
+    assert scorer.self_influence_.shape == (len(X),)
+    assert_allclose(scorer.self_influence_[held_out], 0.0)
+    assert (scorer.self_influence_[rows] > 0).all()
+    change = scorer.parameter_change([rows[0], held_out[0]])
+    assert np.abs(change[0]).max() > 0 and not change[1].any()
+    assert scorer.label_change(X[:2], y[:2]).shape[1] == len(X)
+    assert scorer.transform(X[:2]).shape == (2, len(X))
+    assert len(scorer.get_feature_names_out()) == len(X)
+    groups = np.arange(len(X)) % 7
+    R = scorer.group_influence(X[:2], y[:2], groups)
+    assert_allclose(R, S[:2] @ np.eye(7)[groups])
+    # the ground truth indexes the same rows: a held-out row changes nothing
+    actual = loo_change(scorer, X[:2], y[:2], [held_out[0], rows[0]])
+    assert_allclose(actual[:, 0], 0.0)
+    assert np.abs(actual[:, 1]).max() > 0
 
 
 def test_net_is_not_mutated(wine):

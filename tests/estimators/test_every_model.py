@@ -27,6 +27,7 @@ from sklearn.linear_model import (
     SGDRegressor,
     TweedieRegressor,
 )
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -79,6 +80,26 @@ MODELS = [
     (GammaRegressor(), "positive"),
     (TweedieRegressor(power=1.5), "positive"),
     (HuberRegressor(max_iter=1000), "regression"),
+    (
+        MLPClassifier(
+            hidden_layer_sizes=(4,),
+            solver="lbfgs",
+            alpha=1e-2,
+            max_iter=200,
+            random_state=0,
+        ),
+        "multiclass",
+    ),
+    (
+        MLPRegressor(
+            hidden_layer_sizes=(4,),
+            solver="lbfgs",
+            alpha=1e-2,
+            max_iter=200,
+            random_state=0,
+        ),
+        "regression",
+    ),
 ]
 
 

@@ -11,6 +11,11 @@ from ..utils._chunks import chunk_size, chunks
 from ._kfac import _KroneckerCurvature
 
 
+def _rotate(M: NDArray, Q: NDArray) -> NDArray:
+    """``M @ Q`` over the last axis, as one matrix product."""
+    return (M.reshape(-1, M.shape[-1]) @ Q).reshape(M.shape)
+
+
 def _shared_rotated_squares(pa: NDArray, ps: NDArray) -> NDArray:
     """``sum_rows,m (Q_S^T DW Q_A)^2`` with ``DW = sum_t ds_t abar_t^T``.
 
@@ -21,7 +26,7 @@ def _shared_rotated_squares(pa: NDArray, ps: NDArray) -> NDArray:
     n_in = pa.shape[-1]
     out = np.zeros((n_out, n_in))
     for t in chunks(b, chunk_size(m * n_out * n_in)):
-        R = np.einsum("bmto,bti->bmoi", ps[t], pa[t])
+        R = np.swapaxes(ps[t], -1, -2) @ pa[t][:, None]  # (b, m, n_out, n_in)
         out += np.einsum("bmoi,bmoi->oi", R, R)
     return out
 
@@ -119,7 +124,7 @@ class EKFACCurvature(_KroneckerCurvature):
         for batch in self._stats(adapter, layers, rng):
             for L, f, (a, ds) in zip(lam, self.factors_, batch, strict=True):
                 if a.ndim == 3:  # shared weight: rotate the summed gradient
-                    L += _shared_rotated_squares(a @ f.Q_A, ds @ f.Q_S)
+                    L += _shared_rotated_squares(_rotate(a, f.Q_A), _rotate(ds, f.Q_S))
                     continue
                 pa = (a @ f.Q_A) ** 2  # (b, n_in)
                 ps = np.sum((ds @ f.Q_S) ** 2, axis=1)  # (b, n_out)

@@ -111,7 +111,7 @@ def shared_gradients(a: NDArray, ds: NDArray) -> NDArray:
     ``a`` of shape (b, T, n_in), ``ds`` of shape (b, m, T, n_out); returns
     (b, m, n_out, n_in), row-major like ``[W b]``.
     """
-    return np.einsum("bmto,bti->bmoi", ds, a)
+    return np.swapaxes(ds, -1, -2) @ a[:, None]  # batched BLAS products
 
 
 def _shared_chunks(a: NDArray, ds: NDArray) -> Iterator[NDArray]:

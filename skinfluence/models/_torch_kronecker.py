@@ -193,7 +193,7 @@ def _conv_patches(mod: torch.nn.Conv2d, x: Any) -> Any:
     cols = torch.nn.functional.unfold(
         x, mod.kernel_size, dilation=mod.dilation, stride=mod.stride
     )
-    return cols.transpose(1, 2)
+    return cols.transpose(1, 2).contiguous()
 
 
 class _LayerRecorder:
@@ -254,7 +254,7 @@ class _LayerRecorder:
             ds = ds.reshape(m, b, ds.shape[2], -1).transpose(2, 3)
         elif ds.dim() > 3:  # (m, b, ..., out)
             ds = ds.reshape(m, b, -1, ds.shape[-1])
-        return ds.transpose(0, 1)
+        return ds.transpose(0, 1).contiguous()
 
     def positions(self) -> list[int]:
         """Positions per row of each recorded layer (1 when not shared)."""

@@ -242,17 +242,19 @@ def test_influence_of_a_cnn_on_images_with_ekfac_tracks_the_ggn():
         torch.nn.Linear(144, 10),
     )
     clf = TorchClassifier(cnn, weight_decay=1e-2, tol=1e-3, random_state=0)
-    clf = FrozenEstimator(clf.fit(Xtr, ytr))
+    # the scorer trains the network on (n, 1, 8, 8) images
+    scorer = InfluenceScorer(clf, curvature="ekfac", damping=1e-2, random_state=0)
+    S_e = scorer.fit(Xtr, ytr).influence(Xq, yq)
+    assert S_e.shape == (10, 120) and np.all(np.isfinite(S_e))
+    assert scorer.score(Xtr, ytr) > 0.9
+    frozen = FrozenEstimator(scorer.estimator_)
 
     def scores(curvature):
-        scorer = InfluenceScorer(clf, curvature=curvature, damping=1e-2)
+        scorer = InfluenceScorer(frozen, curvature=curvature, damping=1e-2)
         return scorer.fit(Xtr, ytr).influence(Xq, yq)
 
     S_ggn = scores("ggn")
-    S_e = scores("ekfac")
-    assert S_e.shape == (10, 120) and np.all(np.isfinite(S_e))
-    assert pearsonr(S_e.ravel(), S_ggn.ravel())[0] > 0.3
     S_e2 = scores(EKFACCurvature(fisher="type2"))
     S_k2 = scores(KFACCurvature(fisher="type2"))
-    assert pearsonr(S_e2.ravel(), S_ggn.ravel())[0] > 0.7
-    assert pearsonr(S_k2.ravel(), S_ggn.ravel())[0] > 0.6
+    r = [pearsonr(S.ravel(), S_ggn.ravel())[0] for S in (S_e, S_e2, S_k2)]
+    assert r[0] > 0.5 and r[1] > 0.7 and r[2] > 0.6, r

@@ -5,8 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from ..utils._chunks import chunk_size, chunks
 from ._kfac import _KroneckerCurvature
+
+
+def _rotate(M: NDArray, Q: NDArray) -> NDArray:
+    """``M @ Q`` over the last axis, as one matrix product."""
+    return (M.reshape(-1, M.shape[-1]) @ Q).reshape(M.shape)
+
+
+def _shared_rotated_squares(pa: NDArray, ps: NDArray) -> NDArray:
+    """``sum_rows,m (Q_S^T DW Q_A)^2`` with ``DW = sum_t ds_t abar_t^T``.
+
+    ``pa = abar Q_A`` of shape (b, T, n_in), ``ps = ds Q_S`` of shape
+    (b, m, T, n_out); rows in chunks of bounded memory.
+    """
+    b, m, _, n_out = ps.shape
+    n_in = pa.shape[-1]
+    out = np.zeros((n_out, n_in))
+    for t in chunks(b, chunk_size(m * n_out * n_in)):
+        R = np.swapaxes(ps[t], -1, -2) @ pa[t][:, None]  # (b, m, n_out, n_in)
+        out += np.einsum("bmoi,bmoi->oi", R, R)
+    return out
 
 
 class EKFACCurvature(_KroneckerCurvature):
@@ -19,9 +41,13 @@ class EKFACCurvature(_KroneckerCurvature):
     ``DW = ds abar^T``, in a second pass over the data.  With
     ``fisher="type2"`` (every column of the output-Hessian square root)
     ``Lambda = diag(Q^T G_l Q)``: the best diagonal in that basis, in
-    Frobenius norm, of the layer's exact Gauss-Newton block ``G_l``.  Damping
-    is exact: ``solve`` applies ``Q_S [(Q_S^T V Q_A) / (Lambda + P_Q + lam)]
-    Q_A^T`` per layer.
+    Frobenius norm, of the layer's exact Gauss-Newton block ``G_l``.  For a
+    layer whose weight is shared over positions (``nn.Conv2d``), ``DW`` is
+    the per-sample gradient ``sum_t ds_t abar_t^T``, summed over positions
+    before it is rotated and squared, so the identity holds there too,
+    whatever the KFC approximation in the basis.  Damping is exact:
+    ``solve`` applies ``Q_S [(Q_S^T V Q_A) / (Lambda + P_Q + lam)] Q_A^T``
+    per layer.
 
     Parameters
     ----------
@@ -97,6 +123,9 @@ class EKFACCurvature(_KroneckerCurvature):
         layers = [f.layer for f in self.factors_]
         for batch in self._stats(adapter, layers, rng):
             for L, f, (a, ds) in zip(lam, self.factors_, batch, strict=True):
+                if a.ndim == 3:  # shared weight: rotate the summed gradient
+                    L += _shared_rotated_squares(_rotate(a, f.Q_A), _rotate(ds, f.Q_S))
+                    continue
                 pa = (a @ f.Q_A) ** 2  # (b, n_in)
                 ps = np.sum((ds @ f.Q_S) ** 2, axis=1)  # (b, n_out)
                 L += ps.T @ pa

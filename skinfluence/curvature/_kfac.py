@@ -129,16 +129,21 @@ class _KroneckerCurvature(CurvatureBackend):
         layers = adapter.kronecker_layers()
         A = [np.zeros((ly.n_in, ly.n_in)) for ly in layers]
         S = [np.zeros((ly.n_out, ly.n_out)) for ly in layers]
+        positions = [1] * len(layers)
         rng = check_random_state(self.random_state)
         for batch in self._stats(adapter, layers, rng):
-            for Al, Sl, (a, ds) in zip(A, S, batch, strict=True):
+            for num, (Al, Sl, (a, ds)) in enumerate(zip(A, S, batch, strict=True)):
+                # a weight shared over T positions (a convolution's patches):
+                # A averages over positions, S sums (KFC, "expand")
+                positions[num] = a.shape[1] if a.ndim == 3 else 1
+                a = a.reshape(-1, a.shape[-1])
                 Al += a.T @ a
                 D = ds.reshape(-1, ds.shape[-1])
                 Sl += D.T @ D
         n = adapter.n_train
         self.factors_ = []
-        for ly, Al, Sl in zip(layers, A, S, strict=True):
-            eig_A, Q_A = _eigh(Al / n)
+        for ly, Al, Sl, T in zip(layers, A, S, positions, strict=True):
+            eig_A, Q_A = _eigh(Al / (n * T))
             eig_S, Q_S = _eigh(Sl / n)
             pen = np.asarray(adapter.penalty, dtype=np.float64)[ly.index]
             pen = pen.reshape(ly.n_out, ly.n_in)
@@ -238,9 +243,19 @@ class KFACCurvature(_KroneckerCurvature):
     side and layer.
 
     Supported models: torch networks whose parameters all belong to
-    ``nn.Linear`` layers applied to ``(batch, features)`` inputs (activations
-    and other parameter-free modules anywhere), and scikit-learn linear
-    models (one layer).
+    ``nn.Linear`` and ``nn.Conv2d`` (``groups=1``) layers, each applied once
+    per forward pass (activations, pooling and other parameter-free modules
+    anywhere), and scikit-learn linear models (one layer).  A layer whose
+    weight is shared over ``T`` positions of a row (a convolution's input
+    patches, or an ``nn.Linear`` on ``(batch, ..., features)``) uses the KFC
+    approximation of Grosse & Martens (2016), normalised as K-FAC-expand
+    (Eschenhagen et al. 2023): ``A`` averages ``abar_t abar_t^T`` over rows
+    and positions, ``S`` sums ``ds_t ds_t^T`` over positions and averages
+    over rows.  Their product is the layer's Gauss-Newton block when the
+    output derivatives at different positions are uncorrelated and
+    position-independent (exact, e.g., when every output of a convolution is
+    a least-squares target), and an approximation otherwise; putting ``1/T``
+    on ``A`` keeps its scale that of one input patch, as for a linear layer.
 
     Parameters
     ----------
@@ -306,6 +321,11 @@ class KFACCurvature(_KroneckerCurvature):
     ----------
     Martens, J. and Grosse, R. "Optimizing Neural Networks with
     Kronecker-factored Approximate Curvature." ICML 2015.
+    Grosse, R. and Martens, J. "A Kronecker-factored approximate Fisher
+    matrix for convolution layers." ICML 2016.
+    Eschenhagen, R., Immer, A., Turner, R., Schneider, F. and Hennig, P.
+    "Kronecker-Factored Approximate Curvature for Modern Neural Network
+    Architectures." NeurIPS 2023.
     Grosse, R. et al. "Studying Large Language Model Generalization with
     Influence Functions." arXiv:2308.03296, 2023.
 

@@ -41,6 +41,7 @@ from ..influence import (
     self_influence,
     self_prediction_influence,
     stationarity,
+    tracin_pairwise,
     warn_if_not_stationary,
 )
 from ..models import NamedParameters, make_adapter
@@ -440,7 +441,7 @@ class InfluenceScorer(
             The measured quantity ``f``: the query's loss (no penalty), or the
             label-free prediction (regression: ``y_hat``; classification: the
             log-probability of the predicted class).
-        method : {"first_order", "newton"}, default="first_order"
+        method : {"first_order", "newton", "tracin"}, default="first_order"
             ``"first_order"``: the influence function.  ``"newton"``: one
             Newton step of the objective without the point, which includes
             the point's own curvature (Woodbury, ``n_outputs + 1`` solves per
@@ -448,6 +449,11 @@ class InfluenceScorer(
             correction ``1 / (1 - h_i)``), the one-step estimate for GLMs and
             logistic regression, and the same step with the chosen backend's
             curvature otherwise.  Closed-form scikit-learn models only.
+            ``"tracin"``: TracInCP, ``S[j, i] = sum_k lr_k grad f_j(theta_k)^T
+            grad loss_i(theta_k)`` over the checkpoints a skorch net saved
+            with the :class:`~skinfluence.TracInCheckpoints` callback (the
+            curvature is not used; see
+            :func:`skinfluence.influence.tracin_pairwise`).
 
         Returns
         -------
@@ -460,6 +466,9 @@ class InfluenceScorer(
             ``dtheta_i``.
         """
         self._check_query(X, y, target)
+        if method == "tracin":
+            kw = {"target": target, "batch_size": self.batch_size}
+            return tracin_pairwise(self.adapter_, X, y, **kw, verbose=self.verbose)
         if _check_method(method) == "newton":
             S = newton_pairwise(
                 self.adapter_,

@@ -21,6 +21,7 @@ from ._newton import (
     regression_diagnostics,
 )
 from ._noisy import (
+    tracin_pairwise,
     tracin_self_influence,
     validation_minimum_label_scores,
     validation_minimum_scores,
@@ -52,6 +53,7 @@ __all__ = [
     "self_influence",
     "self_prediction_influence",
     "stationarity",
+    "tracin_pairwise",
     "tracin_self_influence",
     "validation_minimum_label_scores",
     "validation_minimum_scores",

@@ -8,7 +8,8 @@
   first-order term vanishes at the minimum), up to ``eps^2 / 2``.  Higher =
   more harmful.  For relabelling, the same form for every candidate label.
 * TracIn (Pruthi et al. 2020): ``sum_k lr_k ||grad loss_i(theta_k)||^2`` over
-  saved checkpoints.
+  saved checkpoints (self-influence), and the pairwise TracInCP score
+  ``sum_k lr_k grad f_j(theta_k)^T grad loss_i(theta_k)`` of query rows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..models import TrainingCheckpoints, require
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ..utils._sklearn_compat import _num_samples, _safe_indexing
-from ._core import _solve_block
+from ._core import TARGETS, _solve_block, query_grads
 
 
 def _quadratic_forms(backend: Any, G: NDArray) -> NDArray:
@@ -118,6 +119,18 @@ def tracin_self_influence(
     -------
     scores : ndarray of shape (n_train,)
     """
+    checkpoints = _checkpoints(adapter)
+    n, p = adapter.n_train, adapter.n_params
+    out = np.zeros(n)
+    for theta, lr in progress(checkpoints, desc="TracIn", verbose=verbose):
+        at = adapter.with_params(theta)
+        for t in chunks(n, chunk_size(p, batch_size)):
+            out[t] += lr * np.sum(at.train_grads(t) ** 2, axis=1)
+    return out
+
+
+def _checkpoints(adapter: Any) -> list:
+    """The adapter's ``(theta_k, lr_k)``, or a refusal that says how to save them."""
     require(
         adapter,
         TrainingCheckpoints,
@@ -134,10 +147,71 @@ def tracin_self_influence(
             "skinfluence.TracInCheckpoints() callback. This model has none (closed-"
             "form and L-BFGS fits have no trajectory to trace)."
         )
-    n, p = adapter.n_train, adapter.n_params
-    out = np.zeros(n)
+    return checkpoints
+
+
+def tracin_pairwise(
+    adapter: Any,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    target: str = "loss",
+    batch_size: int | None = None,
+    verbose: int = 0,
+) -> NDArray:
+    """Pairwise TracInCP over saved checkpoints, shape (n_query, n_train).
+
+    ``S[j, i] = sum_k lr_k grad f_j(theta_k)^T grad loss_i(theta_k)``: the
+    first-order change of the query's ``f_j`` from the gradient steps that
+    training point ``i`` took, summed over the checkpoints ``theta_k`` with
+    the learning rates ``lr_k`` they were trained with (Pruthi et al. 2020).
+    Positive means ``i`` is a proponent of ``j`` (it lowered ``j``'s loss),
+    the sign of :func:`pairwise_influence`; the scale is that of the
+    trajectory (the learning rates), not of removing a point.
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+        With the :class:`~skinfluence.models.TrainingCheckpoints` capability
+        (a skorch net fitted with the
+        :class:`~skinfluence.TracInCheckpoints` callback).
+    X : array-like of shape (n_query, ...)
+        Query inputs, as the whole model takes them.
+    y : array-like of shape (n_query,) or None, default=None
+        Query targets; required for ``target="loss"``.
+    target : {"loss", "prediction"}, default="loss"
+        The measured quantity ``f`` (see :func:`query_grads`).
+    batch_size : int or None, default=None
+        Rows per gradient block, on each side; ``None`` fits the memory
+        budget.
+    verbose : int, default=0
+        Progress bar over checkpoints when positive.
+
+    Returns
+    -------
+    S : ndarray of shape (n_query, n_train)
+        Indexed by the adapter's training rows; for the training set itself
+        as the query, ``diag(S)`` is :func:`tracin_self_influence`.
+
+    References
+    ----------
+    Pruthi, G., Liu, F., Kale, S. and Sundararajan, M. "Estimating Training
+    Data Influence by Tracing Gradient Descent." NeurIPS 2020.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+    if target == "loss" and y is None:
+        raise ValueError("target='loss' needs y; pass y or use target='prediction'.")
+    checkpoints = _checkpoints(adapter)
+    y = None if y is None else np.asarray(y)
+    m, n, p = _num_samples(X), adapter.n_train, adapter.n_params
+    size = chunk_size(p, batch_size)
+    S = np.zeros((m, n))
     for theta, lr in progress(checkpoints, desc="TracIn", verbose=verbose):
         at = adapter.with_params(theta)
-        for t in chunks(n, chunk_size(p, batch_size)):
-            out[t] += lr * np.sum(at.train_grads(t) ** 2, axis=1)
-    return out
+        for q in chunks(m, size):
+            yq = None if y is None else y[q]
+            Gq = query_grads(at, _safe_indexing(X, q), yq, target)
+            for t in chunks(n, size):
+                S[q, t] += lr * (Gq @ at.train_grads(t).T)
+    return S

@@ -193,8 +193,9 @@ class KroneckerStatistics(Protocol):
     """Per-layer structure for Kronecker-factored and block curvature.
 
     A model made of linear layers ``s = W a + b`` (a scikit-learn linear
-    model is one) exposes each layer's homogeneous inputs ``abar = [a, 1]``
-    and output pseudo-gradients ``ds``, from which K-FAC builds
+    model is one; a convolution is one applied to each input patch) exposes
+    each layer's homogeneous inputs ``abar = [a, 1]`` and output
+    pseudo-gradients ``ds``, from which K-FAC builds
     ``E[ds ds^T] (x) E[abar abar^T]`` per layer.
     """
 
@@ -221,7 +222,11 @@ class KroneckerStatistics(Protocol):
         is a list with one ``(abar, ds)`` per layer: ``abar`` of shape
         ``(b, n_in)`` and ``ds`` of shape ``(b, m, n_out)``, so that
         ``(1/n) sum_rows sum_m (ds ds^T) (x) (abar abar^T)`` estimates the
-        layer's Gauss-Newton block (row weights included).
+        layer's Gauss-Newton block (row weights included).  A layer whose
+        weight is shared over ``T`` positions of a row (a convolution's
+        patches) adds a position axis: ``abar`` of shape ``(b, T, n_in)``
+        and ``ds`` of shape ``(b, m, T, n_out)``, the per-sample gradient
+        being ``sum_t ds_t abar_t^T``.
         """
 
     def parameter_blocks(self, by: str = "layer") -> list[tuple[str, NDArray]]:

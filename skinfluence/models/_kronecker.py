@@ -9,6 +9,20 @@ approximates it by ``S (x) A`` with ``S = E[ds ds^T]`` and
 batch by row batch, the pairs ``(abar, ds)`` for every layer, so that factor
 accumulation is streamed with bounded memory.
 
+A layer whose weight is shared over ``T`` positions of a row (an
+``nn.Conv2d`` over its unfolded input patches, an ``nn.Linear`` over the
+leading axes of a ``(batch, ..., features)`` input) has the per-sample
+gradient ``DW = sum_t ds_t abar_t^T``; its statistics carry the position
+axis, ``abar`` of shape ``(b, T, n_in)`` and ``ds`` of shape
+``(b, m, T, n_out)``.  K-FAC then uses the KFC approximation of Grosse &
+Martens (2016), in the "expand" normalisation of Eschenhagen et al. (2023):
+``A = (1/(n T)) sum_i sum_t abar_it abar_it^T`` and
+``S = (1/n) sum_i sum_t ds_it ds_it^T``, so that ``S (x) A`` is the layer's
+Gauss-Newton block when derivatives at different positions are uncorrelated
+and their statistics do not depend on the position (it is exact, for
+instance, for a convolution whose every output is a least-squares target),
+and reduces to the plain K-FAC factors when ``T = 1``.
+
 Which ``ds`` (the "Fisher type") is a choice:
 
 * ``"type2"``: back-propagate the ``K`` columns of a symmetric square root of
@@ -35,6 +49,7 @@ so nothing here, nor in ``curvature/``, reads an adapter's internals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +105,23 @@ def _wb_index(w0: int, b0: int | None, n_out: int, d_in: int) -> NDArray:
     return idx.ravel()
 
 
+def shared_gradients(a: NDArray, ds: NDArray) -> NDArray:
+    """Per-sample gradients ``sum_t ds_t abar_t^T`` of a weight-shared layer.
+
+    ``a`` of shape (b, T, n_in), ``ds`` of shape (b, m, T, n_out); returns
+    (b, m, n_out, n_in), row-major like ``[W b]``.
+    """
+    return np.swapaxes(ds, -1, -2) @ a[:, None]  # batched BLAS products
+
+
+def _shared_chunks(a: NDArray, ds: NDArray) -> Iterator[NDArray]:
+    """:func:`shared_gradients` over row chunks of bounded memory, flattened
+    to (rows m, n_out n_in)."""
+    b, m, _, n_out = ds.shape
+    for t in chunks(b, chunk_size(m * n_out * a.shape[-1])):
+        yield shared_gradients(a[t], ds[t]).reshape(-1, n_out * a.shape[-1])
+
+
 def _sym_sqrt_np(H: NDArray) -> NDArray:
     """Symmetric square roots of a stack of PSD matrices (b, K, K)."""
     w, Q = np.linalg.eigh(H)
@@ -123,18 +155,30 @@ def ggn_blocks_from_statistics(
         if len(nums) != 1 or nums[0] < 0:
             raise ValueError("A block spans more than one linear layer.")
         owner.append(int(nums[0]))
-    G = [np.zeros((ly.n_out**2, ly.n_in**2)) for ly in layers]
+    # per layer: the Kronecker-summed (n_out^2, n_in^2) form for layers
+    # applied once per row, the plain (size, size) block for shared layers
+    G: list[Any] = [None] * len(layers)
+    shared = [False] * len(layers)
     for batch in adapter.layer_statistics(layers, fisher="type2", verbose=verbose):
-        for Gl, ly, (a, ds) in zip(G, layers, batch, strict=True):
+        for num, (ly, (a, ds)) in enumerate(zip(layers, batch, strict=True)):
+            shared[num] = a.ndim == 3  # no per-sample Kronecker form
+            if G[num] is None:
+                shape = (ly.size, ly.size) if shared[num] else (ly.n_out**2, ly.n_in**2)
+                G[num] = np.zeros(shape)
+            if shared[num]:
+                for D in _shared_chunks(a, ds):
+                    G[num] += D.T @ D
+                continue
             for t in chunks(len(a), chunk_size(ly.n_out**2 + ly.n_in**2)):
                 S = np.einsum("bko,bkq->boq", ds[t], ds[t]).reshape(len(a[t]), -1)
                 A = np.einsum("bi,bj->bij", a[t], a[t]).reshape(len(a[t]), -1)
-                Gl += S.T @ A
+                G[num] += S.T @ A
     full = []
-    for ly, Gl in zip(layers, G, strict=True):
+    for ly, Gl, sh in zip(layers, G, shared, strict=True):
         O, I = ly.n_out, ly.n_in  # noqa: E741
-        M = Gl.reshape(O, O, I, I).transpose(0, 2, 1, 3).reshape(ly.size, ly.size)
-        full.append(M / adapter.n_train)
+        if not sh:
+            Gl = Gl.reshape(O, O, I, I).transpose(0, 2, 1, 3)
+        full.append(Gl.reshape(ly.size, ly.size) / adapter.n_train)
     out = []
     for idx, num in zip(blocks, owner, strict=True):
         local = where[idx, 1]
@@ -162,5 +206,9 @@ def ggn_diagonal_from_statistics(adapter: Any, verbose: int = 0) -> NDArray:
     d = np.zeros(adapter.n_params)
     for batch in adapter.layer_statistics(layers, fisher="type2", verbose=verbose):
         for ly, (a, ds) in zip(layers, batch, strict=True):
-            d[ly.index] += (np.sum(ds**2, axis=1).T @ a**2).ravel()
+            if a.ndim == 3:  # shared weight: the per-sample gradients
+                for D in _shared_chunks(a, ds):
+                    d[ly.index] += np.einsum("ij,ij->j", D, D)
+            else:
+                d[ly.index] += (np.sum(ds**2, axis=1).T @ a**2).ravel()
     return d / adapter.n_train + adapter.penalty

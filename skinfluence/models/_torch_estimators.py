@@ -188,7 +188,7 @@ class _TorchModel(BaseEstimator):
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=np.float64, allow_nd=True)
         with torch.no_grad():
             Xt = torch.as_tensor(X, dtype=_DTYPES[self.dtype])
             return self.module_(Xt).double().numpy()
@@ -224,8 +224,10 @@ class _TorchModel(BaseEstimator):
 class TorchClassifier(ClassifierMixin, _TorchModel):
     """A torch classification network as a scikit-learn classifier.
 
-    The module maps ``(n, n_features)`` float inputs to ``(n, n_classes)``
-    logits; the loss defaults to ``CrossEntropyLoss``.  Training minimises
+    The module maps ``(n, n_features)`` float inputs (or any ``(n, ...)``
+    it takes, e.g. images ``(n, channels, height, width)`` for a
+    convolutional network) to ``(n, n_classes)`` logits; the loss defaults
+    to ``CrossEntropyLoss``.  Training minimises
     ``(1/n) sum_i w_i loss_i + (weight_decay/2) ||theta||^2`` (``w_i`` the
     ``sample_weight``, ones by default) full-batch with L-BFGS
     (or Adam), so the fitted network is at an optimum of the objective that
@@ -305,7 +307,7 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         -------
         self : TorchClassifier
         """
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64, allow_nd=True)
         check_classification_targets(y)
         w = self._check_weights(sample_weight, X)
         self.classes_ = np.unique(y)
@@ -382,7 +384,13 @@ class TorchRegressor(RegressorMixin, _TorchModel):
         self : TorchRegressor
         """
         X, y = validate_data(
-            self, X, y, dtype=np.float64, multi_output=True, y_numeric=True
+            self,
+            X,
+            y,
+            dtype=np.float64,
+            multi_output=True,
+            y_numeric=True,
+            allow_nd=True,
         )
         w = self._check_weights(sample_weight, X)
         self._y_ndim = np.ndim(y)

@@ -36,15 +36,40 @@ if TYPE_CHECKING:
     from ._torch import TorchAdapter
 
 
+#: Modules K-FAC factors: a weight ``(n_out, ...)`` applied as ``W abar`` to
+#: each row (``nn.Linear`` on ``(batch, features)``) or at several positions
+#: per row (``nn.Conv2d``'s patches, ``nn.Linear`` on ``(batch, ..., features)``).
+_FACTORED = (torch.nn.Linear, torch.nn.Conv2d)
+
+
+def _layer_shape(label: str, mod: torch.nn.Module) -> tuple[int, int]:
+    """``(n_out, d_in)`` of the weight seen as a matrix (no bias column)."""
+    if isinstance(mod, torch.nn.Conv2d):
+        if mod.groups != 1:
+            raise ValueError(
+                f"Layer {label!r} is a grouped convolution (groups={mod.groups}); "
+                "K-FAC and EK-FAC support nn.Conv2d with groups=1. Use "
+                "curvature='blockggn', 'ggn' or 'cg' for this network."
+            )
+        return mod.out_channels, mod.weight[0].numel()
+    n_out, d_in = mod.weight.shape
+    return n_out, d_in
+
+
 def torch_kronecker_layers(adapter: TorchAdapter) -> list[KroneckerLayer]:
-    """The network's ``nn.Linear`` layers, with their index maps.
+    """The network's ``nn.Linear`` and ``nn.Conv2d`` layers, with index maps.
+
+    A convolution's weight ``(out, in, kh, kw)`` is the matrix
+    ``(out, in kh kw)`` applied to every unfolded input patch (the ordering of
+    ``torch.nn.functional.unfold``), with the bias as the last column.
 
     Raises
     ------
     TypeError
-        When a module with trainable parameters is not an ``nn.Linear``.
+        When a module with trainable parameters is neither.
     ValueError
-        When a layer's weight is frozen or shared with another layer.
+        When a layer's weight is frozen or shared with another layer, or a
+        convolution is grouped.
     """
     offset = _torch_offsets(adapter)
     layers, unsupported, covered = [], [], set()
@@ -58,7 +83,7 @@ def torch_kronecker_layers(adapter: TorchAdapter) -> list[KroneckerLayer]:
         if not own:
             continue
         label = mname or "<root>"
-        if not isinstance(mod, torch.nn.Linear):
+        if not isinstance(mod, _FACTORED):
             unsupported.append(f"{label!r} ({type(mod).__name__})")
             continue
         w, b = prefix + "weight", prefix + "bias"
@@ -68,23 +93,25 @@ def torch_kronecker_layers(adapter: TorchAdapter) -> list[KroneckerLayer]:
                 "(frozen or tied weights are not supported)."
             )
         has_bias = b in offset
-        n_out, d_in = mod.weight.shape
+        n_out, d_in = _layer_shape(label, mod)
         index = _wb_index(offset[w], offset[b] if has_bias else None, n_out, d_in)
         layers.append(KroneckerLayer(mname, n_out, d_in + has_bias, has_bias, index))
         covered.update([w, b] if has_bias else [w])
     if unsupported:
         raise TypeError(
             "K-FAC and EK-FAC support networks whose parameters all belong to "
-            "torch.nn.Linear layers (parameter-free modules such as activations "
-            f"are fine); these modules have other parameters: {', '.join(unsupported)}."
-            " Use curvature='blockggn', 'ggn' or 'cg' for this network, or freeze "
-            "those parameters (requires_grad=False)."
+            "torch.nn.Linear or torch.nn.Conv2d layers (parameter-free modules such "
+            "as activations, pooling and flattening are fine); these modules have "
+            f"other parameters: {', '.join(unsupported)}. Use curvature='blockggn', "
+            "'ggn' or 'cg' for this network, or freeze those parameters "
+            "(requires_grad=False)."
         )
     missing = [k for k in adapter._names if k not in covered]
     if missing:
         raise ValueError(
-            f"Parameters {missing} are not the weight or bias of an nn.Linear layer "
-            "(tied or registered outside a layer); K-FAC cannot factor them."
+            f"Parameters {missing} are not the weight or bias of an nn.Linear or "
+            "nn.Conv2d layer (tied or registered outside a layer); K-FAC cannot "
+            "factor them."
         )
     return layers
 
@@ -143,13 +170,47 @@ def _torch_vectors(
     return U.reshape(len(U), b, *zshape)
 
 
+def _conv_padding(mod: torch.nn.Conv2d) -> tuple[int, int, int, int]:
+    """``torch.nn.functional.pad``'s ``(left, right, top, bottom)`` of a conv."""
+    if isinstance(mod.padding, str):
+        if mod.padding == "valid":
+            return (0, 0, 0, 0)
+        pads = []  # "same": torch's split, the extra pixel on the right/bottom
+        for d, k in zip(reversed(mod.dilation), reversed(mod.kernel_size), strict=True):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+        return tuple(pads)
+    ph, pw = mod.padding
+    return (pw, pw, ph, ph)
+
+
+def _conv_patches(mod: torch.nn.Conv2d, x: Any) -> Any:
+    """The unfolded input patches of a convolution, ``(b, T, in kh kw)``."""
+    pad = _conv_padding(mod)
+    if any(pad):
+        mode = "constant" if mod.padding_mode == "zeros" else mod.padding_mode
+        x = torch.nn.functional.pad(x, pad, mode=mode)
+    cols = torch.nn.functional.unfold(
+        x, mod.kernel_size, dilation=mod.dilation, stride=mod.stride
+    )
+    return cols.transpose(1, 2).contiguous()
+
+
 class _LayerRecorder:
     """Forward hooks that keep each layer's input and add a zero probe to its
-    output, the leaf that pseudo-gradients are taken with respect to."""
+    output, the leaf that pseudo-gradients are taken with respect to.
+
+    ``store[name]`` is ``(a, probe)``: ``a`` of shape ``(b, d_in)`` for an
+    ``nn.Linear`` on ``(batch, features)``, or ``(b, T, d_in)`` for a layer
+    whose weight is shared over ``T`` positions per row (the patches of an
+    ``nn.Conv2d``, the leading positions of an ``nn.Linear`` on
+    ``(batch, ..., features)``).
+    """
 
     def __init__(self, adapter: TorchAdapter, layers: list[KroneckerLayer]) -> None:
         modules = dict(adapter._module.named_modules())
         self.names = [layer.name for layer in layers]
+        self.modules = {name: modules[name] for name in self.names}
         self.store: dict[str, tuple[Any, Any]] = {}
         self.handles = [
             modules[name].register_forward_hook(self._hook(name)) for name in self.names
@@ -160,14 +221,23 @@ class _LayerRecorder:
             if name in self.store:
                 raise ValueError(
                     f"Layer {name!r} runs more than once per forward pass (a reused "
-                    "module); K-FAC needs each nn.Linear applied once per sample."
+                    "module); K-FAC needs each layer applied once per sample."
                 )
             a = inputs[0]
-            if a.dim() != 2:
+            if isinstance(module, torch.nn.Conv2d):
+                if a.dim() != 4:
+                    raise ValueError(
+                        f"Layer {name!r} received inputs of shape {tuple(a.shape)}; "
+                        "K-FAC supports nn.Conv2d on batched (batch, channels, "
+                        "height, width) inputs."
+                    )
+                a = _conv_patches(module, a)
+            elif a.dim() > 2:  # a Linear shared over positions
+                a = a.reshape(len(a), -1, a.shape[-1])
+            elif a.dim() != 2:
                 raise ValueError(
                     f"Layer {name!r} received inputs of shape {tuple(a.shape)}; "
-                    "K-FAC supports nn.Linear layers applied to (batch, features) "
-                    "inputs only."
+                    "K-FAC supports nn.Linear on (batch, ..., features) inputs."
                 )
             # d loss / d probe = d loss / d output, and earlier layers' paths
             # to the loss stay intact
@@ -176,6 +246,22 @@ class _LayerRecorder:
             return output + probe
 
         return hook
+
+    def pseudo_gradients(self, name: str, ds: Any) -> Any:
+        """``J_s^T U`` of shape (m, b, *out) as (b, m, n_out) or (b, m, T, n_out)."""
+        m, b = ds.shape[:2]
+        if isinstance(self.modules[name], torch.nn.Conv2d):  # (m, b, out, H, W)
+            ds = ds.reshape(m, b, ds.shape[2], -1).transpose(2, 3)
+        elif ds.dim() > 3:  # (m, b, ..., out)
+            ds = ds.reshape(m, b, -1, ds.shape[-1])
+        return ds.transpose(0, 1).contiguous()
+
+    def positions(self) -> list[int]:
+        """Positions per row of each recorded layer (1 when not shared)."""
+        return [
+            self.store[n][0].shape[1] if self.store[n][0].dim() == 3 else 1
+            for n in self.names
+        ]
 
     def remove(self) -> None:
         for h in self.handles:
@@ -204,12 +290,18 @@ def _stats(
     verbose: int,
 ) -> Iterator[list[tuple[NDArray, NDArray]]]:
     gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
-    m = {"mc": n_samples, "empirical": 1}.get(fisher, layers[-1].n_out)
-    width = sum(layer.n_in + m * layer.n_out for layer in layers)
-    rows = min(adapter._chunk, chunk_size(width))
-    blocks = list(chunks(adapter.n_train, rows))
     recorder = _LayerRecorder(adapter, layers)
     try:
+        with torch.no_grad():  # one row: the positions of shared layers
+            z = adapter._outputs(adapter._theta, adapter._X[:1])
+        positions = recorder.positions()
+        m = {"mc": n_samples, "empirical": 1}.get(fisher, z[0].numel())
+        width = sum(
+            t * (layer.n_in + m * layer.n_out)
+            for t, layer in zip(positions, layers, strict=True)
+        )
+        rows = min(adapter._chunk, chunk_size(width))
+        blocks = list(chunks(adapter.n_train, rows))
         for t in progress(blocks, desc="Kronecker factors", verbose=verbose):
             recorder.store.clear()
             with torch.enable_grad():
@@ -228,8 +320,9 @@ def _stats(
             for layer, ds in zip(layers, DS, strict=True):
                 a = adapter._np(recorder.store[layer.name][0])
                 if layer.has_bias:
-                    a = np.hstack([a, np.ones((len(a), 1))])
-                out.append((a, np.swapaxes(adapter._np(ds), 0, 1)))
+                    a = np.concatenate([a, np.ones((*a.shape[:-1], 1))], axis=-1)
+                ds = recorder.pseudo_gradients(layer.name, ds)
+                out.append((a, adapter._np(ds)))
             yield out
     finally:
         recorder.remove()

@@ -299,7 +299,7 @@ def test_unsupported_layers_are_named():
     BlockGGNCurvature().fit(adapter, damping=1e-3)  # any module works here
 
 
-def test_reused_layer_and_sequence_inputs_are_rejected():
+def test_reused_layer_is_rejected_and_sequence_inputs_are_shared_positions():
     rng = np.random.default_rng(0)
     lin = torch.nn.Linear(4, 4)
     X, y = rng.standard_normal((10, 4)), rng.standard_normal((10, 4))
@@ -314,8 +314,10 @@ def test_reused_layer_and_sequence_inputs_are_rejected():
         KFACCurvature().fit(reused)
     X3, y3 = rng.standard_normal((10, 2, 4)), rng.standard_normal((10, 2, 4))
     seq = TorchAdapter(lin, torch.nn.MSELoss(), X3, y3, kind="regression")
-    with pytest.raises(ValueError, match=r"\(batch, features\)"):
-        KFACCurvature().fit(seq)
+    # a Linear over (batch, positions, features) shares its weight over the
+    # positions; with every output a least-squares target, KFC is exact
+    kfac = KFACCurvature(fisher="type2").fit(seq, damping=1e-3)
+    assert_allclose(kfac.curvature_matrix(), seq.ggn_matrix(), atol=1e-13)
 
 
 def test_invalid_parameters():

@@ -468,7 +468,8 @@ class InfluenceScorer(
         self._check_query(X, y, target)
         if method == "tracin":
             kw = {"target": target, "batch_size": self.batch_size}
-            return tracin_pairwise(self.adapter_, X, y, **kw, verbose=self.verbose)
+            S = tracin_pairwise(self.adapter_, X, y, **kw, verbose=self.verbose)
+            return self._to_rows(S)
         if _check_method(method) == "newton":
             S = newton_pairwise(
                 self.adapter_,

@@ -284,14 +284,27 @@ class TorchAdapter:
     def loss(self, X: ArrayLike, y: ArrayLike) -> NDArray:
         """Per-sample loss of shape (m,)."""
         Xt, yt = self._inputs(X), self._targets(y)
+        return self._row_losses(Xt, yt)
+
+    def _row_losses(self, Xt: torch.Tensor, yt: torch.Tensor) -> NDArray:
+        """Per-sample losses, ``batch_size`` rows at a time."""
+        f = vmap(self._loss_one, in_dims=(None, 0, 0))
+        out = np.empty(len(Xt))
         with torch.no_grad():
-            return self._np(
-                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yt)
-            )
+            for t in chunks(len(Xt), self._chunk):
+                out[t] = self._np(f(self._theta, Xt[t], yt[t]))
+        return out
+
+    def _forward(self, Xt: torch.Tensor) -> torch.Tensor:
+        """Module outputs without gradients, ``batch_size`` rows at a time."""
+        with torch.no_grad():
+            parts = [
+                self._outputs(self._theta, Xt[t]) for t in chunks(len(Xt), self._chunk)
+            ]
+            return torch.cat(parts) if parts else self._outputs(self._theta, Xt)
 
     def _predicted_targets(self, Xt: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            z = self._outputs(self._theta, Xt)
+        z = self._forward(Xt)
         if self.kind == "binary":
             # the output is a logit (BCEWithLogits) by construction
             return (z > 0).to(self.dtype)
@@ -301,15 +314,10 @@ class TorchAdapter:
         """``y_hat`` (regression, one output) or ``log p(predicted class)``."""
         Xt = self._inputs(X)
         if not self.is_classifier:
-            with torch.no_grad():
-                z = self._outputs(self._theta, Xt).reshape(len(Xt), -1)
+            z = self._forward(Xt).reshape(len(Xt), -1)
             self._check_single_output(z)
             return self._np(z[:, 0])
-        yp = self._predicted_targets(Xt)
-        with torch.no_grad():
-            return -self._np(
-                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yp)
-            )
+        return -self._row_losses(Xt, self._predicted_targets(Xt))
 
     def _grads(
         self,
@@ -395,7 +403,15 @@ class TorchAdapter:
 
         per_row = vmap(grad(directional), in_dims=(0, 0, None))
         per_query = vmap(per_row, in_dims=(None, None, 0))
-        out = self._np(per_query(self._X[idx], self._y[idx], Qt))
+        parts = [
+            self._np(per_query(self._X[idx[t]], self._y[idx[t]], Qt))
+            for t in chunks(len(idx), self._chunk)
+        ]
+        out = (
+            np.concatenate(parts, axis=1)
+            if parts
+            else np.zeros((len(Q), 0, *self._X.shape[1:]))
+        )
         w = self.weights[idx].reshape((1, len(idx)) + (1,) * (out.ndim - 2))
         return out * w
 
@@ -418,14 +434,14 @@ class TorchAdapter:
         Vt = torch.as_tensor(V2.T.copy(), dtype=self.dtype)  # (m, p)
         for c in chunks(V2.shape[1], _HVP_COLUMNS):
             tangents = self._tree(Vt[c])
-            acc = None
+            acc = torch.zeros_like(Vt[c])  # (columns, p), summed over row chunks
             for t in chunks(len(idx), self._chunk):
                 Xb, yb, wb = self._X[idx[t]], self._y[idx[t]], self._w[idx[t]]
                 part = vmap(lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb))(
                     tangents
                 )
-                acc = part if acc is None else acc + part
-            out[:, c] = self._np(self._flat(acc)).T / len(idx)
+                acc += self._flat(part)
+            out[:, c] = self._np(acc).T / len(idx)
         out += self.penalty[:, None] * V2
         return out[:, 0] if squeeze else out
 

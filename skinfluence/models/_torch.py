@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,6 +106,8 @@ class TorchAdapter:
     ----------
     n_params, n_train : int
     is_classifier : bool
+    is_convex : bool
+        ``False``: ``curvature="auto"`` uses the Gauss-Newton matrix.
     classes : ndarray or None
     penalty : ndarray of shape (n_params,)
     weights : ndarray of shape (n_train,)
@@ -145,6 +148,7 @@ class TorchAdapter:
         self._refit = refit
         self.preprocess = preprocess
         self._module = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
+        _warn_train_mode_layers(self._module)
         self._loss = loss
         self._out = output_transform or (lambda z: z)
         named = [(k, p) for k, p in self._module.named_parameters() if p.requires_grad]
@@ -679,6 +683,10 @@ class TorchAdapter:
     #: refit at the same weight decay (see ``InfluenceScorer.train_gradient``).
     removal_gradient = "loss"
 
+    #: A network's objective is not convex: its Hessian is indefinite away
+    #: from a minimum, so ``curvature="auto"`` picks the Gauss-Newton family.
+    is_convex = False
+
     def _train_indices(self, train_indices: ArrayLike | None) -> NDArray:
         if train_indices is None:
             return np.arange(self.n_train)
@@ -771,6 +779,34 @@ class TorchAdapter:
 
     def __repr__(self) -> str:
         return f"TorchAdapter({type(self._module).__name__}, kind={self.kind!r})"
+
+
+def _train_mode_layers(module: torch.nn.Module) -> list[str]:
+    """Layers that compute differently in training mode: dropout (``p > 0``)
+    and normalisation with running statistics (BatchNorm and friends)."""
+    found = []
+    for name, m in module.named_modules():
+        dropout = isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+        norm = isinstance(m, torch.nn.modules.batchnorm._NormBase) and bool(
+            m.track_running_stats
+        )
+        if dropout or norm:
+            found.append(f"{name or 'module'} ({type(m).__name__})")
+    return found
+
+
+def _warn_train_mode_layers(module: torch.nn.Module) -> None:
+    layers = _train_mode_layers(module)
+    if layers:
+        warnings.warn(
+            "Influence is computed with the network in eval mode, the function "
+            "it predicts with: " + ", ".join(layers) + " behave as at prediction "
+            "time (no dropout; batch norm with its running statistics), not as "
+            "in training, whose objective was stochastic (dropout) or depended "
+            "on the batch (batch norm). Scores refer to the eval-mode objective.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +50,14 @@ from ._base import encode_labels
 
 #: Columns of a Hessian block handled by one vmapped forward-over-reverse pass.
 _HVP_COLUMNS = 32
+
+#: torch's forward-mode AD keeps its dual level in a process-wide global
+#: (``torch.autograd.forward_ad``), so two threads inside ``jvp`` at once
+#: corrupt each other's tangents.  Every forward-mode computation here
+#: (Hessian and Gauss-Newton products, input gradients, output Hessians) holds
+#: this lock; reverse-mode work (gradients, Kronecker statistics) runs
+#: concurrently on per-thread module copies.
+_FORWARD_AD = threading.RLock()
 
 
 class TorchAdapter:
@@ -147,18 +156,22 @@ class TorchAdapter:
         self.verbose = verbose
         self._refit = refit
         self.preprocess = preprocess
-        self._module = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
-        _warn_train_mode_layers(self._module)
+        # the pristine copy; every thread calls its own copy of it (_module)
+        self._template = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
+        self._local = threading.local()
+        _warn_train_mode_layers(self._template)
         self._loss = loss
-        self._out = output_transform or (lambda z: z)
-        named = [(k, p) for k, p in self._module.named_parameters() if p.requires_grad]
+        self._out = output_transform or _identity
+        named = [
+            (k, p) for k, p in self._template.named_parameters() if p.requires_grad
+        ]
         if not named:
             raise ValueError("The module has no trainable parameters.")
         self._names = [k for k, _ in named]
         self._shapes = [p.shape for _, p in named]
         self._sizes = [p.numel() for _, p in named]
         self._theta = {k: p.detach().clone() for k, p in named}
-        self._buffers = {k: b.detach() for k, b in self._module.named_buffers()}
+        self._buffers = {k: b.detach() for k, b in self._template.named_buffers()}
         self.n_params = int(sum(self._sizes))
         self.penalty = self._penalty_vector(penalty)
         self._pen_t = torch.as_tensor(self.penalty, dtype=dtype)
@@ -257,6 +270,41 @@ class TorchAdapter:
 
     def _np(self, t: torch.Tensor) -> NDArray:
         return t.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    # -- threads and pickling ---------------------------------------------------
+
+    @property
+    def _module(self) -> torch.nn.Module:
+        """This thread's copy of the network.
+
+        ``functional_call`` swaps the parameters into the module's attributes
+        for the duration of a call, so one module object called from two
+        threads at once would mix their tensors.  Each thread therefore gets
+        its own deep copy of the pristine ``_template`` (never called, so
+        copying it is safe while other threads run); forward hooks registered
+        on ``_module`` (Kronecker statistics) live on the calling thread's
+        copy, the one ``_outputs`` runs.
+        """
+        module = getattr(self._local, "module", None)
+        if module is None:
+            module = self._local.module = copy.deepcopy(self._template)
+        return module
+
+    def __copy__(self) -> TorchAdapter:
+        # copies (with_params, with_data, response) share the per-thread
+        # modules: they differ in theta and data, never in the module
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_local", None)  # per-thread copies are rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # -- the network as functions of theta --------------------------------------
 
@@ -407,10 +455,11 @@ class TorchAdapter:
 
         per_row = vmap(grad(directional), in_dims=(0, 0, None))
         per_query = vmap(per_row, in_dims=(None, None, 0))
-        parts = [
-            self._np(per_query(self._X[idx[t]], self._y[idx[t]], Qt))
-            for t in chunks(len(idx), self._chunk)
-        ]
+        with _FORWARD_AD:
+            parts = [
+                self._np(per_query(self._X[idx[t]], self._y[idx[t]], Qt))
+                for t in chunks(len(idx), self._chunk)
+            ]
         out = (
             np.concatenate(parts, axis=1)
             if parts
@@ -441,9 +490,10 @@ class TorchAdapter:
             acc = torch.zeros_like(Vt[c])  # (columns, p), summed over row chunks
             for t in chunks(len(idx), self._chunk):
                 Xb, yb, wb = self._X[idx[t]], self._y[idx[t]], self._w[idx[t]]
-                part = vmap(lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb))(
-                    tangents
-                )
+                with _FORWARD_AD:
+                    part = vmap(
+                        lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb)
+                    )(tangents)
                 acc += self._flat(part)
             out[:, c] = self._np(acc).T / len(idx)
         out += self.penalty[:, None] * V2
@@ -537,7 +587,8 @@ class TorchAdapter:
             )
             with torch.no_grad():
                 z = self._outputs(self._theta, Xb)
-            M = vmap(out_hessian)(z, yb) * self._w[idx[t]].reshape(-1, 1, 1)
+            with _FORWARD_AD:
+                M = vmap(out_hessian)(z, yb) * self._w[idx[t]].reshape(-1, 1, 1)
             Js.append(self._np(J))
             Ms.append(self._np(M))
         return np.concatenate(Js), np.concatenate(Ms)
@@ -778,7 +829,12 @@ class TorchAdapter:
         return torch_ggn_blocks(self, blocks, verbose=verbose)
 
     def __repr__(self) -> str:
-        return f"TorchAdapter({type(self._module).__name__}, kind={self.kind!r})"
+        return f"TorchAdapter({type(self._template).__name__}, kind={self.kind!r})"
+
+
+def _identity(z: torch.Tensor) -> torch.Tensor:
+    """No output transform (a module-level function, so adapters pickle)."""
+    return z
 
 
 def _train_mode_layers(module: torch.nn.Module) -> list[str]:

@@ -152,11 +152,15 @@ class _TorchModel(BaseEstimator):
         yt = self._encode(np.asarray(y))
         if not warm_start:
             self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
-            if self.random_state is not None:
-                torch.manual_seed(self._seed)
-            self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
-            if self.random_state is not None:
-                reset_parameters(self.module_)
+            if self.random_state is None:
+                self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
+            else:
+                # seeded initialisation on a forked generator: the global torch
+                # generator is left as the caller had it
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self._seed)
+                    self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
+                    reset_parameters(self.module_)
         with torch.no_grad():
             try:
                 z = self.module_(Xt[:1])
@@ -409,6 +413,32 @@ def _torch_model_adapter(
     )
 
 
+class _TorchModelRefit:
+    """The retrain hook of a TorchClassifier/TorchRegressor: warm from a copy at
+    the fitted weights, or cold from a clone.  A class holding its inputs, not
+    a closure, so fitted adapters (and the scorers around them) pickle."""
+
+    def __init__(self, est, Xf, y, preprocess, sample_weight, kwargs) -> None:
+        self.est, self.Xf, self.y = est, Xf, y
+        self.preprocess, self.sample_weight, self.kwargs = (
+            preprocess,
+            sample_weight,
+            kwargs,
+        )
+
+    def __call__(self, keep, warm_start, random_state=None) -> TorchAdapter:
+        Xf, y = self.Xf[keep], self.y[keep]
+        new = copy.deepcopy(self.est) if warm_start else clone(self.est)
+        if random_state is not None:
+            new.set_params(random_state=random_state)
+        sw = None if self.sample_weight is None else self.sample_weight[keep]
+        if warm_start:
+            new._fit_tensors(Xf, y, warm_start=True, sample_weight=sw)
+        else:
+            new.fit(Xf, y, sample_weight=sw)
+        return _build_adapter(new, Xf, y, self.preprocess, sw, **self.kwargs)
+
+
 def _build_adapter(
     est: _TorchModel, Xf, y, preprocess, sample_weight, **kwargs: Any
 ) -> TorchAdapter:
@@ -421,17 +451,7 @@ def _build_adapter(
     if not is_clf:
         y = y.reshape(len(y), -1)
 
-    def refit(keep, warm_start, random_state=None):
-        new = copy.deepcopy(est) if warm_start else clone(est)
-        if random_state is not None:
-            new.set_params(random_state=random_state)
-        sw = None if sample_weight is None else sample_weight[keep]
-        if warm_start:
-            new._fit_tensors(Xf[keep], y[keep], warm_start=True, sample_weight=sw)
-        else:
-            new.fit(Xf[keep], y[keep], sample_weight=sw)
-        return _build_adapter(new, Xf[keep], y[keep], preprocess, sw, **kwargs)
-
+    refit = _TorchModelRefit(est, Xf, y, preprocess, sample_weight, kwargs)
     return TorchAdapter(
         est.module_,
         copy.deepcopy(est.criterion_),

@@ -168,6 +168,13 @@ def _skorch_adapter(
 ) -> TorchAdapter:
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
+    if len(getattr(net, "history", [])) == 0:
+        raise NotFittedError(
+            f"This {type(net).__name__} is initialised but not trained (its "
+            "history is empty): influence needs the trained network. Call fit or "
+            "partial_fit first; parameters loaded with load_params need their "
+            "history too (load_params(f_history=...))."
+        )
     kind = _kind(net)
     criterion = copy.deepcopy(net.criterion_)
     if getattr(criterion, "weight", None) is not None:

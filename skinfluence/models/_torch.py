@@ -184,6 +184,8 @@ class TorchAdapter:
                 f"X and y have different lengths: {self.n_train} and {len(self._y)}."
             )
         self._set_weights(sample_weight)
+        self._check_finite_parameters()
+        self._check_targets_and_outputs()
         self._chunk = chunk_size(self.n_params, batch_size)
         self.train_indices = self._train_indices(train_indices)
         #: ``[(theta_k, lr_k), ...]``: parameters saved during training (TracIn).
@@ -270,6 +272,66 @@ class TorchAdapter:
 
     def _np(self, t: torch.Tensor) -> NDArray:
         return t.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    # -- validation --------------------------------------------------------------
+
+    def _check_finite_parameters(self) -> None:
+        """Refuse NaN/inf parameters or buffers, naming the tensors."""
+        tensors = {**self._theta, **self._buffers}
+        bad = [
+            f"{k} ({int((~torch.isfinite(t)).sum())} of {t.numel()} values)"
+            for k, t in tensors.items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if bad:
+            raise ValueError(
+                "The network has NaN or infinite values in " + ", ".join(bad) + ": "
+                "training diverged (lower the learning rate, clip gradients or "
+                "standardise the inputs) or the parameters were loaded wrongly. "
+                "Influence needs finite parameters."
+            )
+
+    def _check_targets_and_outputs(self) -> None:
+        """Refuse single-class targets and outputs that do not fit the targets:
+        such a loss would broadcast or index past the logits silently."""
+        if self.is_classifier:
+            present = np.unique(self._np(self._y)) if self.n_train else []
+            known = len(self.classes) if self.classes is not None else len(present)
+            if known < 2 or len(present) < 2:
+                raise ValueError(
+                    f"The training targets hold a single class "
+                    f"({self.classes if self.classes is not None else present!r}): "
+                    "influence on a classifier needs at least 2 classes among the "
+                    "rows trained on. Check the labels (and a skorch train_split)."
+                )
+        if not self.n_train:
+            return
+        with torch.no_grad():
+            z = self._template(self._X[:1])  # the module as given, one row
+        width = int(np.prod(z.shape[1:], dtype=int))
+        if self.kind == "multiclass" and self.classes is not None:
+            K = len(self.classes)
+            if z.dim() != 2 or z.shape[1] != K:
+                raise ValueError(
+                    f"The module outputs shape {tuple(z.shape[1:])} per row, but y "
+                    f"has {K} classes: a classifier's module must output one value "
+                    f"per class, (n_samples, {K}). Build the last layer with {K} "
+                    "outputs."
+                )
+        elif self.kind == "binary" and width != 1:
+            raise ValueError(
+                f"The module outputs {width} values per row; a binary classifier's "
+                "module must output one logit per row, (n_samples,) or "
+                "(n_samples, 1)."
+            )
+        elif self.kind == "regression":
+            per_row = int(np.prod(self._y.shape[1:], dtype=int))
+            if width != per_row:
+                raise ValueError(
+                    f"The module outputs {width} values per row but y has "
+                    f"{per_row} target(s) per row: the loss would broadcast. Build "
+                    f"the last layer with {per_row} output(s)."
+                )
 
     # -- threads and pickling ---------------------------------------------------
 

@@ -146,21 +146,25 @@ class _TorchModel(BaseEstimator):
         return float(torch.sqrt(sum((g**2).sum() for g in grads)))
 
     def _fit_tensors(self, X, y, *, warm_start: bool = False, sample_weight=None):
-        torch_dtype = _DTYPES[self.dtype]
         self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        if self.random_state is None:
+            return self._fit_seeded(X, y, warm_start, sample_weight, seed=None)
+        # a seeded fit (initialisation, lazy layers, dropout) on a forked
+        # generator: the global torch generator is left as the caller had it
+        with torch.random.fork_rng(devices=[]):
+            return self._fit_seeded(X, y, warm_start, sample_weight, seed=self._seed)
+
+    def _fit_seeded(self, X, y, warm_start, sample_weight, *, seed):
+        torch_dtype = _DTYPES[self.dtype]
         Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
         yt = self._encode(np.asarray(y))
+        if seed is not None:
+            torch.manual_seed(seed)
         if not warm_start:
             self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
-            if self.random_state is None:
-                self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
-            else:
-                # seeded initialisation on a forked generator: the global torch
-                # generator is left as the caller had it
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self._seed)
-                    self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
-                    reset_parameters(self.module_)
+            self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
+            if seed is not None:
+                reset_parameters(self.module_)
         with torch.no_grad():
             try:
                 z = self.module_(Xt[:1])
@@ -312,7 +316,14 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         w = self._check_weights(sample_weight, X)
-        self.classes_ = np.unique(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has only one class ({classes[0]!r}): a classifier needs at "
+                "least 2 classes to learn from. Check the labels, or fit a "
+                "regressor."
+            )
+        self.classes_ = classes
         return self._fit_tensors(X, y, sample_weight=w)
 
     def decision_function(self, X):
@@ -406,6 +417,7 @@ class TorchRegressor(RegressorMixin, _TorchModel):
 def _torch_model_adapter(
     est: _TorchModel, X, y, *, preprocess=None, sample_weight=None, **kwargs: Any
 ):
+    check_is_fitted(est, "module_")
     Xf = preprocess.transform(X) if preprocess is not None else X
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     return _build_adapter(

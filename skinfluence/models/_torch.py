@@ -87,9 +87,15 @@ class TorchAdapter:
     output_transform : callable or None, default=None
         Applied to the module output before the loss (e.g. skorch's
         ``log(p + eps)`` for ``NLLLoss`` on probabilities).
-    dtype : torch.dtype, default=torch.float64
-        Computation dtype (float64 is the accurate default; float32 halves
-        memory).
+    dtype : {"float64", "float32"} or torch.dtype, default=torch.float64
+        Computation dtype of the network's products (float64 is the accurate
+        default; float32 halves memory and time, at about 1e-6 relative
+        error per product before the solve amplifies it by the condition
+        number).  Results are returned as float64 numpy arrays either way.
+    device : str or torch.device, default="cpu"
+        Where the network, the training data and every product live
+        (``"cuda"``, ``"cuda:1"``, a ``torch.device``); results come back to
+        the CPU as numpy arrays.  An unavailable device is refused.
     refit : callable or None, default=None
         ``refit(keep, warm_start) -> TorchAdapter``: the retrain hook.
     preprocess : transformer or None, default=None
@@ -136,7 +142,8 @@ class TorchAdapter:
         classes: NDArray | None = None,
         penalty: float | dict = 0.0,
         output_transform: Callable | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
+        device: torch.device | str = "cpu",
         refit: Callable | None = None,
         batch_size: int | None = None,
         preprocess: Any = None,
@@ -152,12 +159,18 @@ class TorchAdapter:
         self.kind = kind
         self.is_classifier = kind != "regression"
         self.classes = classes
-        self.dtype = dtype
+        self.dtype = _resolve_dtype(dtype)
+        self.device = _resolve_device(device)
+        dtype = self.dtype
         self.verbose = verbose
         self._refit = refit
         self.preprocess = preprocess
         # the pristine copy; every thread calls its own copy of it (_module)
-        self._template = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
+        self._template = (
+            copy.deepcopy(_unwrap_compiled(module))
+            .to(device=self.device, dtype=dtype)
+            .eval()
+        )
         self._local = threading.local()
         _warn_train_mode_layers(self._template)
         self._loss = loss
@@ -174,7 +187,7 @@ class TorchAdapter:
         self._buffers = {k: b.detach() for k, b in self._template.named_buffers()}
         self.n_params = int(sum(self._sizes))
         self.penalty = self._penalty_vector(penalty)
-        self._pen_t = torch.as_tensor(self.penalty, dtype=dtype)
+        self._pen_t = torch.as_tensor(self.penalty, dtype=dtype, device=self.device)
         self.null_basis = np.zeros((self.n_params, 0))
         self._X = self._tensor(X)
         self._y = self._targets(y)
@@ -211,7 +224,7 @@ class TorchAdapter:
                 )
             self.sample_weight = w
             self.weights = w.copy()
-        self._w = torch.as_tensor(self.weights, dtype=self.dtype)
+        self._w = torch.as_tensor(self.weights, dtype=self.dtype, device=self.device)
 
     def _penalty_vector(self, penalty: float | dict) -> NDArray:
         if isinstance(penalty, dict):
@@ -236,7 +249,7 @@ class TorchAdapter:
             raise ValueError(f"X must be numeric; got dtype {X.dtype}.")
         if not np.all(np.isfinite(X)):
             raise ValueError("Input X contains NaN or infinity.")
-        return torch.as_tensor(X, dtype=self.dtype)
+        return torch.as_tensor(X, dtype=self.dtype, device=self.device)
 
     def _targets(self, y: ArrayLike) -> torch.Tensor:
         y = np.asarray(y)
@@ -248,14 +261,14 @@ class TorchAdapter:
                     f"y must be 1-dimensional for a classifier; got {y.shape}."
                 )
             if self.kind == "binary":
-                return torch.as_tensor(y, dtype=self.dtype)
-            return torch.as_tensor(y, dtype=torch.long)
+                return torch.as_tensor(y, dtype=self.dtype, device=self.device)
+            return torch.as_tensor(y, dtype=torch.long, device=self.device)
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
         ref = getattr(self, "_y", None)  # query targets shaped like training ones
         if ref is not None and y.ndim < ref.dim() and y.size == len(y) * ref[0].numel():
             y = y.reshape(len(y), *ref.shape[1:])
-        return torch.as_tensor(y, dtype=self.dtype)
+        return torch.as_tensor(y, dtype=self.dtype, device=self.device)
 
     def _flat(self, tree: dict) -> torch.Tensor:
         first = tree[self._names[0]]
@@ -269,6 +282,10 @@ class TorchAdapter:
             k: p.reshape(*lead, *s)
             for k, p, s in zip(self._names, parts, self._shapes, strict=True)
         }
+
+    def _device_tensor(self, a: ArrayLike) -> torch.Tensor:
+        """A float array as a tensor of the computation dtype, on the device."""
+        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
 
     def _np(self, t: torch.Tensor) -> NDArray:
         return t.detach().cpu().numpy().astype(np.float64, copy=False)
@@ -486,7 +503,9 @@ class TorchAdapter:
         if labels is not None:
             if not self.is_classifier:
                 raise ValueError("Relabelling needs a classifier.")
-            yt = torch.as_tensor(np.full(len(idx), labels), dtype=self._y.dtype)
+            yt = torch.as_tensor(
+                np.full(len(idx), labels), dtype=self._y.dtype, device=self.device
+            )
         G = self._grads(self._X[idx], yt, w=self.weights[idx])
         if total:
             G += self.penalty * self.params()
@@ -510,7 +529,7 @@ class TorchAdapter:
                 "inputs; fit on preprocessed features instead of a Pipeline."
             )
         idx = np.arange(self.n_train)[rows]
-        Qt = self._tree(torch.as_tensor(np.asarray(Q), dtype=self.dtype))
+        Qt = self._tree(self._device_tensor(Q))
 
         def directional(x, y, q):
             return jvp(lambda th: self._loss_one(th, x, y), (self._theta,), (q,))[1]
@@ -546,7 +565,7 @@ class TorchAdapter:
         V2 = V.reshape(self.n_params, -1)
         idx = np.arange(self.n_train) if rows is None else np.arange(self.n_train)[rows]
         out = np.zeros_like(V2)
-        Vt = torch.as_tensor(V2.T.copy(), dtype=self.dtype)  # (m, p)
+        Vt = self._device_tensor(V2.T.copy())  # (m, p)
         for c in chunks(V2.shape[1], _HVP_COLUMNS):
             tangents = self._tree(Vt[c])
             acc = torch.zeros_like(Vt[c])  # (columns, p), summed over row chunks
@@ -748,14 +767,14 @@ class TorchAdapter:
 
     def _with_params(self, theta: NDArray) -> TorchAdapter:
         new = copy.copy(self)
-        new._theta = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        new._theta = self._tree(self._device_tensor(theta))
         return new
 
     def batch_objective_grad(self, theta: NDArray, rows: Any) -> NDArray:
         """Gradient at ``theta`` of the objective with the (weighted) data term
         averaged over ``rows`` only (a minibatch gradient), shape (n_params,)."""
         idx = np.arange(self.n_train)[rows]
-        tree = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        tree = self._tree(self._device_tensor(theta))
         g = grad(self._data_loss)(tree, self._X[idx], self._y[idx], self._w[idx])
         return self._np(self._flat(g)) / len(idx) + self.penalty * theta
 
@@ -892,6 +911,52 @@ class TorchAdapter:
 
     def __repr__(self) -> str:
         return f"TorchAdapter({type(self._template).__name__}, kind={self.kind!r})"
+
+
+_DTYPE_NAMES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _resolve_dtype(dtype: Any) -> torch.dtype:
+    """``"float64"``/``"float32"`` or the torch dtypes; anything else refused."""
+    resolved = _DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float64, torch.float32):
+        raise ValueError(
+            f"dtype must be 'float64' or 'float32' (or torch.float64/float32); "
+            f"got {dtype!r}."
+        )
+    return resolved
+
+
+def _resolve_device(device: Any) -> torch.device:
+    """A ``torch.device`` that exists here; a clear error otherwise."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:<index>' or a torch.device; got "
+            f"{device!r}."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asks for a GPU, but CUDA is not available "
+                "here (torch.cuda.is_available() is False: no GPU, or a CPU-only "
+                "torch build). Use device='cpu'."
+            )
+        index = resolved.index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: there are only {torch.cuda.device_count()} "
+                "CUDA devices."
+            )
+    elif resolved.type != "cpu":
+        backend = getattr(torch.backends, resolved.type, None)
+        available = getattr(backend, "is_available", lambda: False)()
+        if not available:
+            raise ValueError(
+                f"device={device!r} is not available here; use device='cpu'."
+            )
+    return resolved
 
 
 def _identity(z: torch.Tensor) -> torch.Tensor:

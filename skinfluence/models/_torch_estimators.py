@@ -472,11 +472,11 @@ def _build_adapter(
         kind="multiclass" if is_clf else "regression",
         classes=est.classes_ if is_clf else None,
         penalty=est.weight_decay,
-        dtype=_DTYPES[est.dtype],
         refit=refit,
         preprocess=preprocess,
         sample_weight=sample_weight,
-        **kwargs,
+        # the estimator's own dtype unless the caller asks for another
+        **{"dtype": _DTYPES[est.dtype], **kwargs},
     )
 
 

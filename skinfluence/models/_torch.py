@@ -461,7 +461,9 @@ class TorchAdapter:
         g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))
         blocks = list(chunks(len(Xt), self._chunk))
         for t in progress(blocks, desc="per-sample gradients", verbose=self.verbose):
-            out[t] = sign * self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+            out[t] = self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+        if sign != 1.0:
+            out *= sign  # in place: no second (m, p) temporary
         if w is not None:
             out *= w[:, None]
         return out

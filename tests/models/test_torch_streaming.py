@@ -138,3 +138,20 @@ def test_dense_assembly_respects_a_lowered_budget(small_net, monkeypatch):
         InfluenceScorer(FrozenEstimator(clf), curvature="exact").fit(Xtr, ytr)
     # matrix-free backends still run
     InfluenceScorer(FrozenEstimator(clf), curvature="cg", damping=1e-2).fit(Xtr, ytr)
+
+
+def test_block_ggn_over_budget_is_refused_before_assembly(small_net, monkeypatch):
+    from skinfluence import _constants
+    from skinfluence.curvature import BlockGGNCurvature
+
+    clf, Xtr, ytr, _, _ = small_net
+    adapter = make_adapter(clf, Xtr, ytr)
+    sizes = [len(b) for _, b in adapter.parameter_blocks("layer")]
+    monkeypatch.setattr(
+        _constants, "DENSE_MEMORY_BUDGET_BYTES", 8 * sum(s * s for s in sizes) - 1
+    )
+    monkeypatch.setattr(
+        type(adapter), "ggn_blocks", lambda *a, **k: pytest.fail("assembled")
+    )
+    with pytest.raises(ValueError, match=rf"largest {max(sizes)} x {max(sizes)}"):
+        BlockGGNCurvature().fit(adapter, damping=1e-3)

@@ -22,6 +22,7 @@ from skinfluence import (  # noqa: E402
     Relabeler,
     TorchClassifier,
 )
+from skinfluence.curvature import LiSSACurvature, LowRankCurvature  # noqa: E402
 
 
 class Softmax(torch.nn.Module):
@@ -118,3 +119,25 @@ def test_concurrent_influence_equals_sequential(wine_small, curvature):
             parallel = list(pool.map(lambda b: scorer.influence(*b), batches))
         for got, want in zip(parallel, sequential, strict=True):
             assert_array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_backend_pickles_around_a_network(wine_small):
+    X, y, Xq, yq = wine_small
+    model = FrozenEstimator(_models(X, y)["torch"].fit(X, y))
+    backends = (
+        "cg",
+        LiSSACurvature(depth=30, batch_size=16),
+        "diagonal",
+        LowRankCurvature(rank=5),
+        "blockggn",
+        "kfac",
+        "ef",
+    )
+    for curvature in backends:
+        scorer = InfluenceScorer(
+            model, curvature=curvature, damping=1e-2, random_state=0
+        ).fit(X, y)
+        S = scorer.influence(Xq, yq)
+        again = pickle.loads(pickle.dumps(scorer))
+        assert_array_equal(again.influence(Xq, yq), S, err_msg=repr(curvature))

@@ -4,6 +4,12 @@
 #: computations choose their chunk sizes so that no temporary exceeds it.
 MEMORY_BUDGET_BYTES = 256 * 2**20
 
+#: Memory budget, in bytes, for one dense ``p x p`` curvature matrix (the
+#: ``"exact"`` and ``"ggn"`` backends, dense assembly of an operator).  Larger
+#: ones are refused before anything is allocated, naming a matrix-free backend.
+#: 4 x ``MEMORY_BUDGET_BYTES`` (1 GiB): about 11,500 parameters in float64.
+DENSE_MEMORY_BUDGET_BYTES = 4 * MEMORY_BUDGET_BYTES
+
 #: ``curvature="auto"`` picks the dense ``exact`` backend up to this many
 #: parameters and the matrix-free ``cg`` backend above.
 AUTO_EXACT_MAX_PARAMS = 5_000

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..models import KroneckerStatistics, require
+from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend, DenseFactor
 
@@ -83,6 +84,9 @@ class BlockGGNCurvature(CurvatureBackend):
         )
         self.blocks_ = adapter.parameter_blocks(self.blocks)
         idx = [b for _, b in self.blocks_]
+        check_dense_fits(
+            self.n_params_, "block Gauss-Newton", blocks=[len(b) for b in idx]
+        )
         self._G = adapter.ggn_blocks(idx, verbose=self._verbose)
         self.mean_eigenvalue_ = float(
             sum(np.trace(G) for G in self._G) / self.n_params_

@@ -51,8 +51,11 @@ class CGCurvature(CurvatureBackend):
     scipy's ``scipy.sparse.linalg.cg`` solves one right-hand side per call;
     the batched form here is the same recurrence vectorised over columns.
     A column that has not converged after ``maxiter`` iterations raises a
-    ``ConvergenceWarning`` naming the parameters to change; a direction of
-    non-positive curvature (an indefinite Hessian) raises an error.
+    ``ConvergenceWarning`` naming the parameters to change.  A direction of
+    non-positive curvature (the indefinite Hessian of a network trained by
+    SGD or Adam, away from a minimum) stops that column there (truncated CG,
+    as in Newton-CG) with a warning that names the indefinite Hessian and the
+    positive semi-definite alternative, ``operator="ggn"``.
     """
 
     _parameter_constraints: dict = {
@@ -82,9 +85,36 @@ class CGCurvature(CurvatureBackend):
 
     def _solve(self, V: NDArray) -> NDArray:
         maxiter = self.maxiter or 2 * self.n_params_
-        X, self.n_iter_, ok = batched_cg(
-            self._matmat, V, self.rtol, maxiter, verbose=self._verbose
+        X, self.n_iter_, ok, negative = batched_cg(
+            self._matmat,
+            V,
+            self.rtol,
+            maxiter,
+            verbose=self._verbose,
+            truncate=True,
         )
+        if np.any(negative):
+            what = "Hessian" if self.operator == "hessian" else "Gauss-Newton matrix"
+            fix = (
+                "For a network, use the Gauss-Newton matrix, which is positive "
+                "semi-definite: CGCurvature(operator='ggn') (curvature='auto' "
+                "picks it for networks)"
+                if self.operator == "hessian"
+                else "Add damping"
+            )
+            warnings.warn(
+                f"The {what} plus damping (damping={self.damping_:g}) is "
+                f"indefinite: CG met a direction of non-positive curvature in "
+                f"{int(np.sum(negative))} of {len(negative)} right-hand sides (a "
+                "network away from a minimum, e.g. trained by SGD or Adam, has "
+                "negative Hessian eigenvalues). Those solves stopped at the last "
+                "iterate before it (truncated CG, as in Newton-CG), an "
+                f"approximation of the inverse on the positive part. {fix}, or "
+                "add damping.",
+                UserWarning,
+                stacklevel=3,
+            )
+            ok = ok | negative
         if not np.all(ok):
             warnings.warn(
                 f"CG did not reach rtol={self.rtol:g} for {np.sum(~ok)} of "
@@ -103,7 +133,8 @@ def batched_cg(
     maxiter: int,
     *,
     verbose: int = 0,
-) -> tuple[NDArray, int, NDArray]:
+    truncate: bool = False,
+) -> tuple[NDArray, ...]:
     """Solve ``A X = B`` column by column with CG, all columns in lockstep.
 
     Parameters
@@ -115,12 +146,20 @@ def batched_cg(
     maxiter : int
     verbose : int, default=0
         Progress bar over iterations.
+    truncate : bool, default=False
+        What a direction ``d`` of non-positive curvature ``d^T A d <= 0`` (an
+        indefinite ``A``) does: ``False`` raises ``LinAlgError``; ``True``
+        stops that column at its last iterate (truncated CG, Steihaug's rule
+        in Newton-CG), or, when it meets one on its first iteration, at the
+        step ``(b^T b / |b^T A b|) b`` along its right-hand side.
 
     Returns
     -------
     X : ndarray of shape (p, k)
     n_iter : int
     converged : ndarray of bool of shape (k,)
+    negative : ndarray of bool of shape (k,)
+        Columns stopped by non-positive curvature (only with ``truncate``).
     """
     if not np.all(np.isfinite(B)):
         raise ValueError("The right-hand sides contain NaN or infinity.")
@@ -130,6 +169,8 @@ def batched_cg(
     rs = np.einsum("ij,ij->j", R, R)
     target = (rtol**2) * rs
     active = ~(rs <= target)
+    negative = np.zeros(B.shape[1], dtype=bool)
+    first = np.ones(B.shape[1], dtype=bool)
     n_iter = 0
     for _ in progress(range(maxiter), desc="CG", verbose=verbose):
         if not np.any(active):
@@ -138,12 +179,26 @@ def batched_cg(
         idx = np.flatnonzero(active)
         AP = matmat(P[:, idx])
         curv = np.einsum("ij,ij->j", P[:, idx], AP)
-        if np.any(curv <= 0):
-            raise np.linalg.LinAlgError(
-                "CG met a direction of non-positive curvature: the curvature plus "
-                "damping is not positive definite. Add damping or use "
-                "CGCurvature(operator='ggn')."
-            )
+        bad = curv <= 0
+        if np.any(bad):
+            if not truncate:
+                raise np.linalg.LinAlgError(
+                    "CG met a direction of non-positive curvature: the curvature "
+                    "plus damping is not positive definite. Add damping or use "
+                    "CGCurvature(operator='ggn')."
+                )
+            stop = idx[bad]
+            start = stop[first[stop]]  # nothing solved yet: a Cauchy-type step
+            size = np.abs(curv[bad][first[stop]])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(size > 0, rs[start] / size, 0.0)
+            X[:, start] = step * B[:, start]
+            negative[stop] = True
+            active[stop] = False
+            idx, AP, curv = idx[~bad], AP[:, ~bad], curv[~bad]
+            if len(idx) == 0:
+                continue
+        first[idx] = False
         alpha = rs[idx] / curv
         X[:, idx] += alpha * P[:, idx]
         R[:, idx] -= alpha * AP
@@ -153,4 +208,7 @@ def batched_cg(
         if not np.all(np.isfinite(rs_new)):
             raise FloatingPointError("CG produced non-finite residuals.")
         active[idx] = ~(rs_new <= target[idx])
-    return X, n_iter, ~active
+    converged = ~active & ~negative
+    if truncate:
+        return X, n_iter, converged, negative
+    return X, n_iter, converged

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval
 from ._base import CurvatureBackend, DenseFactor, hessian_matrix
 
@@ -43,7 +44,9 @@ class ExactCurvature(CurvatureBackend):
 
     Notes
     -----
-    Memory is ``p^2`` floats; for large ``p`` prefer ``"cg"``.
+    Memory is ``p^2`` floats; over ``DENSE_MEMORY_BUDGET_BYTES`` (1 GiB, about
+    11,500 parameters) ``fit`` refuses before allocating and names the
+    matrix-free backends (``"cg"``, ``"ekfac"``).
     """
 
     _parameter_constraints: dict = {"rcond": [Interval(Real, 0, 1, closed="both")]}
@@ -55,6 +58,8 @@ class ExactCurvature(CurvatureBackend):
         return hessian_matrix(adapter)
 
     def _fit(self, adapter: Any) -> None:
+        # refused before the closed form or the assembly allocates anything
+        check_dense_fits(adapter.n_params, f"{type(self).__name__} curvature")
         self._H = self._curvature_matrix(adapter)
         self.mean_eigenvalue_ = float(np.trace(self._H) / self.n_params_)
 

@@ -44,12 +44,19 @@ def make_curvature(
 
     ``"auto"`` is ``"exact"`` up to ``AUTO_EXACT_MAX_PARAMS`` parameters and
     ``"cg"`` above; with ``gauss_newton=True`` (for curvatures taken away
-    from the training optimum, where the Hessian can be indefinite) it is
-    ``"ggn"`` and CG on Gauss-Newton products instead.  Objects are cloned,
-    never fitted in place.  A backend with a ``random_state`` parameter left
-    at ``None`` receives ``random_state``.
+    from the training optimum, where the Hessian can be indefinite), and for
+    every adapter whose objective is not convex (``adapter.is_convex`` is
+    ``False``: networks, whose Hessian is indefinite away from a minimum, as
+    after SGD or Adam), it is the Gauss-Newton family instead: ``"ggn"``
+    (dense) up to ``AUTO_EXACT_MAX_PARAMS`` and ``CGCurvature(operator=
+    "ggn")`` above.  The returned backend says what was picked: its class
+    and ``repr`` (``GGNCurvature()``, ``CGCurvature(operator='ggn')``),
+    which ``InfluenceScorer.curvature_`` holds.  Objects are cloned, never
+    fitted in place.  A backend with a ``random_state`` parameter left at
+    ``None`` receives ``random_state``.
     """
     if isinstance(curvature, str) and curvature == "auto":
+        gauss_newton = gauss_newton or not getattr(adapter, "is_convex", True)
         small = adapter.n_params <= AUTO_EXACT_MAX_PARAMS
         if gauss_newton:
             curvature = "ggn" if small else CGCurvature(operator="ggn")

@@ -215,6 +215,17 @@ class InfluenceScorer(
         ``diagonal`` probes) whose own ``random_state`` is ``None``.
     verbose : int, default=0
         Show progress bars on long work when positive.
+    dtype : {"float64", "float32"} or None, default=None
+        Precision of a network's gradients and curvature products (torch
+        models: ``TorchClassifier``/``TorchRegressor``, skorch nets, MLPs).
+        ``None``: float64 (a ``TorchClassifier``'s own ``dtype``).
+        ``"float32"`` halves memory and time; scores agree with float64 to
+        about the float32 rounding times the curvature's condition number.
+        Solves and results stay float64 numpy.  Networks only.
+    device : str, torch.device or None, default=None
+        Where a network's products run (``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"``, a ``torch.device``); ``None``: the CPU.  An
+        unavailable device is refused at ``fit``.  Networks only.
 
     Attributes
     ----------
@@ -308,6 +319,8 @@ class InfluenceScorer(
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "dtype": [StrOptions({"float64", "float32"}), None],
+        "device": "no_validation",  # str or torch.device: checked by the adapter
     }
 
     def __init__(
@@ -320,6 +333,8 @@ class InfluenceScorer(
         batch_size=None,
         random_state=None,
         verbose=0,
+        dtype=None,
+        device=None,
     ):
         self.estimator = estimator
         self.curvature = curvature
@@ -328,6 +343,8 @@ class InfluenceScorer(
         self.batch_size = batch_size
         self.random_state = random_state
         self.verbose = verbose
+        self.dtype = dtype
+        self.device = device
 
     def _defaults(self):
         return {"estimator": LogisticRegression}
@@ -380,14 +397,31 @@ class InfluenceScorer(
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         self.estimator_ = _fit_weighted(clone(estimator), X, y, sample_weight)
-        self.adapter_ = make_adapter(
-            self.estimator_,
-            X,
-            y,
-            sample_weight=sample_weight,
-            batch_size=self.batch_size,
-            verbose=self.verbose,
-        )
+        # dtype/device reach network adapters only (None: their defaults)
+        precision = {
+            k: v
+            for k, v in (("dtype", self.dtype), ("device", self.device))
+            if v is not None
+        }
+        try:
+            self.adapter_ = make_adapter(
+                self.estimator_,
+                X,
+                y,
+                sample_weight=sample_weight,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+                **precision,
+            )
+        except TypeError as exc:
+            if not any(f"'{k}'" in str(exc) for k in precision):
+                raise
+            raise ValueError(
+                f"dtype and device apply to torch networks (TorchClassifier, "
+                f"TorchRegressor, skorch nets, MLPs); {type(self.estimator_).__name__}"
+                " is computed in float64 numpy on the CPU. Leave dtype=None and "
+                "device=None."
+            ) from exc
         self.n_train_ = self.adapter_.n_train
         # the DataFrame index of the training rows, for diagnostics()
         self._train_index = getattr(X, "index", None)

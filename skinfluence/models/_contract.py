@@ -25,6 +25,14 @@ What only some models can do is a separate capability, each a small
 * :class:`ResidualDiagnostics`, :class:`NamedParameters`: the residual and
   ``dfbeta_<name>`` columns of ``diagnostics()``.
 
+One optional attribute steers defaults: ``is_convex`` (``True`` when
+absent) says whether the training objective is convex in the parameters, so
+its Hessian is positive semi-definite everywhere.  ``TorchAdapter`` sets it
+to ``False``: ``curvature="auto"`` then picks the Gauss-Newton family
+(``"ggn"``, or CG on Gauss-Newton products for large networks), which stays
+positive semi-definite on a network trained by SGD or Adam, away from a
+minimum.  A third-party adapter of a non-convex model should set it too.
+
 Backends and questions ask for a capability once, through :func:`require`,
 which raises a ``TypeError``
 (:class:`~skinfluence.exceptions.MissingCapabilityError`) naming the model,
@@ -93,6 +101,12 @@ class ModelAdapter(Protocol):
         ``"total"`` when it is on the mean scale (the penalty stays, as
         ``SGDClassifier``'s ``alpha``).  ``InfluenceScorer(train_gradient=
         "auto")`` uses it.
+
+    Notes
+    -----
+    Optional: ``is_convex : bool`` (``True`` when absent), whether ``J`` is
+    convex; ``False`` makes ``curvature="auto"`` use the Gauss-Newton matrix
+    (see the module docstring).
     """
 
     n_params: int

@@ -175,6 +175,27 @@ def _mlp_adapter(
                   **kwargs)  # fmt: skip
 
 
+class _MLPRefit:
+    """The retrain hook of an MLP: scikit-learn's own fit on the kept rows.  A
+    class holding its inputs, not a closure, so fitted adapters pickle."""
+
+    def __init__(self, est, Xf, y, preprocess, sample_weight, kind, kwargs) -> None:
+        self.est, self.Xf, self.y, self.kind = est, Xf, y, kind
+        self.preprocess, self.sample_weight, self.kwargs = (
+            preprocess,
+            sample_weight,
+            kwargs,
+        )
+
+    def __call__(self, keep: NDArray, warm_start: bool, random_state: Any = None):
+        Xk, yk = self.Xf[keep], self.y[keep]
+        swk = None if self.sample_weight is None else self.sample_weight[keep]
+        if self.kind != "regression" and len(np.unique(yk)) != len(self.est.classes_):
+            raise ValueError("Retraining on these rows would drop a class entirely.")
+        new = _retrain(self.est, Xk, yk, swk, warm_start, random_state)
+        return _build(new, Xk, yk, self.preprocess, swk, **self.kwargs)
+
+
 def _build(
     est: Any,
     Xf: NDArray,
@@ -190,13 +211,7 @@ def _build(
         y = y.reshape(len(y), -1)
     n = len(Xf)
 
-    def refit(keep: NDArray, warm_start: bool, random_state: Any = None):
-        Xk, yk = Xf[keep], y[keep]
-        swk = None if sample_weight is None else sample_weight[keep]
-        if kind != "regression" and len(np.unique(yk)) != len(est.classes_):
-            raise ValueError("Retraining on these rows would drop a class entirely.")
-        new = _retrain(est, Xk, yk, swk, warm_start, random_state)
-        return _build(new, Xk, yk, preprocess, swk, **kwargs)
+    refit = _MLPRefit(est, Xf, y, preprocess, sample_weight, kind, kwargs)
 
     return TorchAdapter(
         module,

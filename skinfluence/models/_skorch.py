@@ -94,12 +94,66 @@ def _penalty(net: NeuralNet) -> dict:
     return penalty
 
 
+class _LogEps:
+    """skorch's ``log(p + eps)`` of probabilities for ``NLLLoss`` (a class, not a
+    closure, so fitted adapters pickle)."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def __call__(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.log(p + self.eps)
+
+
 def _output_transform(net: NeuralNet, criterion: Any):
     if isinstance(net, NeuralNetClassifier) and isinstance(criterion, torch.nn.NLLLoss):
         dtype = next(net.module_.parameters()).dtype
-        eps = torch.finfo(dtype).eps
-        return lambda p: torch.log(p + eps)
+        return _LogEps(torch.finfo(dtype).eps)
     return None
+
+
+class _SkorchRefit:
+    """The retrain hook of a skorch net: partial_fit on the kept rows, warm
+    from a copy or cold from a re-initialised clone.  A class holding its
+    inputs, not a closure, so fitted adapters pickle."""
+
+    def __init__(self, net, X, y, sample_weight, input_dtype, kwargs) -> None:
+        self.net, self.X, self.y = net, X, y
+        self.sample_weight, self.input_dtype, self.kwargs = (
+            sample_weight,
+            input_dtype,
+            kwargs,
+        )
+
+    def __call__(
+        self, keep: np.ndarray, warm_start: bool, random_state=None
+    ) -> TorchAdapter:
+        net = self.net
+        if self.sample_weight is not None:
+            raise ValueError(
+                f"Cannot retrain this {type(net).__name__} with sample_weight: "
+                "skorch's fit has no sample_weight (extra fit arguments go to the "
+                "module). Leave-one-out ground truth needs an unweighted net, or a "
+                "TorchClassifier/TorchRegressor, whose fit takes sample_weight."
+            )
+        Xk, yk = self.X[keep].astype(self.input_dtype), self.y[keep]
+        if warm_start:
+            new = copy.deepcopy(net)
+            new.train_split = None
+            new.partial_fit(Xk, yk)
+        else:
+            new = clone(net).set_params(train_split=None)
+            seed = 0
+            if random_state is not None:
+                seed = int(check_random_state(random_state).randint(2**31 - 1))
+            # seeded initialisation and batch order, on a forked generator: the
+            # caller's global torch generator is left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                new.initialize()
+                reset_parameters(new.module_)  # a module instance keeps old weights
+                new.partial_fit(Xk, yk)
+        return _skorch_adapter(new, Xk, yk, **self.kwargs)
 
 
 def _skorch_adapter(
@@ -114,6 +168,13 @@ def _skorch_adapter(
 ) -> TorchAdapter:
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(f"This {type(net).__name__} is not fitted yet.")
+    if len(getattr(net, "history", [])) == 0:
+        raise NotFittedError(
+            f"This {type(net).__name__} is initialised but not trained (its "
+            "history is empty): influence needs the trained network. Call fit or "
+            "partial_fit first; parameters loaded with load_params need their "
+            "history too (load_params(f_history=...))."
+        )
     kind = _kind(net)
     criterion = copy.deepcopy(net.criterion_)
     if getattr(criterion, "weight", None) is not None:
@@ -140,28 +201,9 @@ def _skorch_adapter(
     module_dtype = next(net.module_.parameters()).dtype
     input_dtype = np.float32 if module_dtype == torch.float32 else np.float64
 
-    def refit(keep: np.ndarray, warm_start: bool, random_state=None) -> TorchAdapter:
-        if sample_weight is not None:
-            raise ValueError(
-                f"Cannot retrain this {type(net).__name__} with sample_weight: "
-                "skorch's fit has no sample_weight (extra fit arguments go to the "
-                "module). Leave-one-out ground truth needs an unweighted net, or a "
-                "TorchClassifier/TorchRegressor, whose fit takes sample_weight."
-            )
-        Xk, yk = Xf[rows][keep].astype(input_dtype), y[rows][keep]
-        if warm_start:
-            new = copy.deepcopy(net)
-            new.train_split = None
-        else:
-            new = clone(net).set_params(train_split=None)
-            seed = 0
-            if random_state is not None:
-                seed = int(check_random_state(random_state).randint(2**31 - 1))
-            torch.manual_seed(seed)
-            new.initialize()
-            reset_parameters(new.module_)  # a module instance keeps old weights
-        new.partial_fit(Xk, yk)
-        return _skorch_adapter(new, Xk, yk, dtype=dtype, **kwargs)
+    refit = _SkorchRefit(
+        net, Xf[rows], y[rows], sample_weight, input_dtype, {"dtype": dtype, **kwargs}
+    )
 
     return TorchAdapter(
         net.module_,

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +50,14 @@ from ._base import encode_labels
 
 #: Columns of a Hessian block handled by one vmapped forward-over-reverse pass.
 _HVP_COLUMNS = 32
+
+#: torch's forward-mode AD keeps its dual level in a process-wide global
+#: (``torch.autograd.forward_ad``), so two threads inside ``jvp`` at once
+#: corrupt each other's tangents.  Every forward-mode computation here
+#: (Hessian and Gauss-Newton products, input gradients, output Hessians) holds
+#: this lock; reverse-mode work (gradients, Kronecker statistics) runs
+#: concurrently on per-thread module copies.
+_FORWARD_AD = threading.RLock()
 
 
 class TorchAdapter:
@@ -77,9 +87,15 @@ class TorchAdapter:
     output_transform : callable or None, default=None
         Applied to the module output before the loss (e.g. skorch's
         ``log(p + eps)`` for ``NLLLoss`` on probabilities).
-    dtype : torch.dtype, default=torch.float64
-        Computation dtype (float64 is the accurate default; float32 halves
-        memory).
+    dtype : {"float64", "float32"} or torch.dtype, default=torch.float64
+        Computation dtype of the network's products (float64 is the accurate
+        default; float32 halves memory and time, at about 1e-6 relative
+        error per product before the solve amplifies it by the condition
+        number).  Results are returned as float64 numpy arrays either way.
+    device : str or torch.device, default="cpu"
+        Where the network, the training data and every product live
+        (``"cuda"``, ``"cuda:1"``, a ``torch.device``); results come back to
+        the CPU as numpy arrays.  An unavailable device is refused.
     refit : callable or None, default=None
         ``refit(keep, warm_start) -> TorchAdapter``: the retrain hook.
     preprocess : transformer or None, default=None
@@ -105,6 +121,8 @@ class TorchAdapter:
     ----------
     n_params, n_train : int
     is_classifier : bool
+    is_convex : bool
+        ``False``: ``curvature="auto"`` uses the Gauss-Newton matrix.
     classes : ndarray or None
     penalty : ndarray of shape (n_params,)
     weights : ndarray of shape (n_train,)
@@ -124,7 +142,8 @@ class TorchAdapter:
         classes: NDArray | None = None,
         penalty: float | dict = 0.0,
         output_transform: Callable | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
+        device: torch.device | str = "cpu",
         refit: Callable | None = None,
         batch_size: int | None = None,
         preprocess: Any = None,
@@ -140,24 +159,35 @@ class TorchAdapter:
         self.kind = kind
         self.is_classifier = kind != "regression"
         self.classes = classes
-        self.dtype = dtype
+        self.dtype = _resolve_dtype(dtype)
+        self.device = _resolve_device(device)
+        dtype = self.dtype
         self.verbose = verbose
         self._refit = refit
         self.preprocess = preprocess
-        self._module = copy.deepcopy(_unwrap_compiled(module)).to(dtype).eval()
+        # the pristine copy; every thread calls its own copy of it (_module)
+        self._template = (
+            copy.deepcopy(_unwrap_compiled(module))
+            .to(device=self.device, dtype=dtype)
+            .eval()
+        )
+        self._local = threading.local()
+        _warn_train_mode_layers(self._template)
         self._loss = loss
-        self._out = output_transform or (lambda z: z)
-        named = [(k, p) for k, p in self._module.named_parameters() if p.requires_grad]
+        self._out = output_transform or _identity
+        named = [
+            (k, p) for k, p in self._template.named_parameters() if p.requires_grad
+        ]
         if not named:
             raise ValueError("The module has no trainable parameters.")
         self._names = [k for k, _ in named]
         self._shapes = [p.shape for _, p in named]
         self._sizes = [p.numel() for _, p in named]
         self._theta = {k: p.detach().clone() for k, p in named}
-        self._buffers = {k: b.detach() for k, b in self._module.named_buffers()}
+        self._buffers = {k: b.detach() for k, b in self._template.named_buffers()}
         self.n_params = int(sum(self._sizes))
         self.penalty = self._penalty_vector(penalty)
-        self._pen_t = torch.as_tensor(self.penalty, dtype=dtype)
+        self._pen_t = torch.as_tensor(self.penalty, dtype=dtype, device=self.device)
         self.null_basis = np.zeros((self.n_params, 0))
         self._X = self._tensor(X)
         self._y = self._targets(y)
@@ -167,6 +197,8 @@ class TorchAdapter:
                 f"X and y have different lengths: {self.n_train} and {len(self._y)}."
             )
         self._set_weights(sample_weight)
+        self._check_finite_parameters()
+        self._check_targets_and_outputs()
         self._chunk = chunk_size(self.n_params, batch_size)
         self.train_indices = self._train_indices(train_indices)
         #: ``[(theta_k, lr_k), ...]``: parameters saved during training (TracIn).
@@ -192,7 +224,7 @@ class TorchAdapter:
                 )
             self.sample_weight = w
             self.weights = w.copy()
-        self._w = torch.as_tensor(self.weights, dtype=self.dtype)
+        self._w = torch.as_tensor(self.weights, dtype=self.dtype, device=self.device)
 
     def _penalty_vector(self, penalty: float | dict) -> NDArray:
         if isinstance(penalty, dict):
@@ -217,7 +249,7 @@ class TorchAdapter:
             raise ValueError(f"X must be numeric; got dtype {X.dtype}.")
         if not np.all(np.isfinite(X)):
             raise ValueError("Input X contains NaN or infinity.")
-        return torch.as_tensor(X, dtype=self.dtype)
+        return torch.as_tensor(X, dtype=self.dtype, device=self.device)
 
     def _targets(self, y: ArrayLike) -> torch.Tensor:
         y = np.asarray(y)
@@ -229,14 +261,14 @@ class TorchAdapter:
                     f"y must be 1-dimensional for a classifier; got {y.shape}."
                 )
             if self.kind == "binary":
-                return torch.as_tensor(y, dtype=self.dtype)
-            return torch.as_tensor(y, dtype=torch.long)
+                return torch.as_tensor(y, dtype=self.dtype, device=self.device)
+            return torch.as_tensor(y, dtype=torch.long, device=self.device)
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
         ref = getattr(self, "_y", None)  # query targets shaped like training ones
         if ref is not None and y.ndim < ref.dim() and y.size == len(y) * ref[0].numel():
             y = y.reshape(len(y), *ref.shape[1:])
-        return torch.as_tensor(y, dtype=self.dtype)
+        return torch.as_tensor(y, dtype=self.dtype, device=self.device)
 
     def _flat(self, tree: dict) -> torch.Tensor:
         first = tree[self._names[0]]
@@ -251,8 +283,107 @@ class TorchAdapter:
             for k, p, s in zip(self._names, parts, self._shapes, strict=True)
         }
 
+    def _device_tensor(self, a: ArrayLike) -> torch.Tensor:
+        """A float array as a tensor of the computation dtype, on the device."""
+        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
+
     def _np(self, t: torch.Tensor) -> NDArray:
         return t.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    # -- validation --------------------------------------------------------------
+
+    def _check_finite_parameters(self) -> None:
+        """Refuse NaN/inf parameters or buffers, naming the tensors."""
+        tensors = {**self._theta, **self._buffers}
+        bad = [
+            f"{k} ({int((~torch.isfinite(t)).sum())} of {t.numel()} values)"
+            for k, t in tensors.items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if bad:
+            raise ValueError(
+                "The network has NaN or infinite values in " + ", ".join(bad) + ": "
+                "training diverged (lower the learning rate, clip gradients or "
+                "standardise the inputs) or the parameters were loaded wrongly. "
+                "Influence needs finite parameters."
+            )
+
+    def _check_targets_and_outputs(self) -> None:
+        """Refuse single-class targets and outputs that do not fit the targets:
+        such a loss would broadcast or index past the logits silently."""
+        if self.is_classifier:
+            present = np.unique(self._np(self._y)) if self.n_train else []
+            known = len(self.classes) if self.classes is not None else len(present)
+            if known < 2 or len(present) < 2:
+                raise ValueError(
+                    f"The training targets hold a single class "
+                    f"({self.classes if self.classes is not None else present!r}): "
+                    "influence on a classifier needs at least 2 classes among the "
+                    "rows trained on. Check the labels (and a skorch train_split)."
+                )
+        if not self.n_train:
+            return
+        with torch.no_grad():
+            z = self._template(self._X[:1])  # the module as given, one row
+        width = int(np.prod(z.shape[1:], dtype=int))
+        if self.kind == "multiclass" and self.classes is not None:
+            K = len(self.classes)
+            if z.dim() != 2 or z.shape[1] != K:
+                raise ValueError(
+                    f"The module outputs shape {tuple(z.shape[1:])} per row, but y "
+                    f"has {K} classes: a classifier's module must output one value "
+                    f"per class, (n_samples, {K}). Build the last layer with {K} "
+                    "outputs."
+                )
+        elif self.kind == "binary" and width != 1:
+            raise ValueError(
+                f"The module outputs {width} values per row; a binary classifier's "
+                "module must output one logit per row, (n_samples,) or "
+                "(n_samples, 1)."
+            )
+        elif self.kind == "regression":
+            per_row = int(np.prod(self._y.shape[1:], dtype=int))
+            if width != per_row:
+                raise ValueError(
+                    f"The module outputs {width} values per row but y has "
+                    f"{per_row} target(s) per row: the loss would broadcast. Build "
+                    f"the last layer with {per_row} output(s)."
+                )
+
+    # -- threads and pickling ---------------------------------------------------
+
+    @property
+    def _module(self) -> torch.nn.Module:
+        """This thread's copy of the network.
+
+        ``functional_call`` swaps the parameters into the module's attributes
+        for the duration of a call, so one module object called from two
+        threads at once would mix their tensors.  Each thread therefore gets
+        its own deep copy of the pristine ``_template`` (never called, so
+        copying it is safe while other threads run); forward hooks registered
+        on ``_module`` (Kronecker statistics) live on the calling thread's
+        copy, the one ``_outputs`` runs.
+        """
+        module = getattr(self._local, "module", None)
+        if module is None:
+            module = self._local.module = copy.deepcopy(self._template)
+        return module
+
+    def __copy__(self) -> TorchAdapter:
+        # copies (with_params, with_data, response) share the per-thread
+        # modules: they differ in theta and data, never in the module
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_local", None)  # per-thread copies are rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # -- the network as functions of theta --------------------------------------
 
@@ -284,14 +415,27 @@ class TorchAdapter:
     def loss(self, X: ArrayLike, y: ArrayLike) -> NDArray:
         """Per-sample loss of shape (m,)."""
         Xt, yt = self._inputs(X), self._targets(y)
+        return self._row_losses(Xt, yt)
+
+    def _row_losses(self, Xt: torch.Tensor, yt: torch.Tensor) -> NDArray:
+        """Per-sample losses, ``batch_size`` rows at a time."""
+        f = vmap(self._loss_one, in_dims=(None, 0, 0))
+        out = np.empty(len(Xt))
         with torch.no_grad():
-            return self._np(
-                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yt)
-            )
+            for t in chunks(len(Xt), self._chunk):
+                out[t] = self._np(f(self._theta, Xt[t], yt[t]))
+        return out
+
+    def _forward(self, Xt: torch.Tensor) -> torch.Tensor:
+        """Module outputs without gradients, ``batch_size`` rows at a time."""
+        with torch.no_grad():
+            parts = [
+                self._outputs(self._theta, Xt[t]) for t in chunks(len(Xt), self._chunk)
+            ]
+            return torch.cat(parts) if parts else self._outputs(self._theta, Xt)
 
     def _predicted_targets(self, Xt: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            z = self._outputs(self._theta, Xt)
+        z = self._forward(Xt)
         if self.kind == "binary":
             # the output is a logit (BCEWithLogits) by construction
             return (z > 0).to(self.dtype)
@@ -301,15 +445,10 @@ class TorchAdapter:
         """``y_hat`` (regression, one output) or ``log p(predicted class)``."""
         Xt = self._inputs(X)
         if not self.is_classifier:
-            with torch.no_grad():
-                z = self._outputs(self._theta, Xt).reshape(len(Xt), -1)
+            z = self._forward(Xt).reshape(len(Xt), -1)
             self._check_single_output(z)
             return self._np(z[:, 0])
-        yp = self._predicted_targets(Xt)
-        with torch.no_grad():
-            return -self._np(
-                vmap(self._loss_one, in_dims=(None, 0, 0))(self._theta, Xt, yp)
-            )
+        return -self._row_losses(Xt, self._predicted_targets(Xt))
 
     def _grads(
         self,
@@ -322,7 +461,9 @@ class TorchAdapter:
         g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))
         blocks = list(chunks(len(Xt), self._chunk))
         for t in progress(blocks, desc="per-sample gradients", verbose=self.verbose):
-            out[t] = sign * self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+            out[t] = self._np(self._flat(g(self._theta, Xt[t], yt[t])))
+        if sign != 1.0:
+            out *= sign  # in place: no second (m, p) temporary
         if w is not None:
             out *= w[:, None]
         return out
@@ -364,7 +505,9 @@ class TorchAdapter:
         if labels is not None:
             if not self.is_classifier:
                 raise ValueError("Relabelling needs a classifier.")
-            yt = torch.as_tensor(np.full(len(idx), labels), dtype=self._y.dtype)
+            yt = torch.as_tensor(
+                np.full(len(idx), labels), dtype=self._y.dtype, device=self.device
+            )
         G = self._grads(self._X[idx], yt, w=self.weights[idx])
         if total:
             G += self.penalty * self.params()
@@ -388,14 +531,23 @@ class TorchAdapter:
                 "inputs; fit on preprocessed features instead of a Pipeline."
             )
         idx = np.arange(self.n_train)[rows]
-        Qt = self._tree(torch.as_tensor(np.asarray(Q), dtype=self.dtype))
+        Qt = self._tree(self._device_tensor(Q))
 
         def directional(x, y, q):
             return jvp(lambda th: self._loss_one(th, x, y), (self._theta,), (q,))[1]
 
         per_row = vmap(grad(directional), in_dims=(0, 0, None))
         per_query = vmap(per_row, in_dims=(None, None, 0))
-        out = self._np(per_query(self._X[idx], self._y[idx], Qt))
+        with _FORWARD_AD:
+            parts = [
+                self._np(per_query(self._X[idx[t]], self._y[idx[t]], Qt))
+                for t in chunks(len(idx), self._chunk)
+            ]
+        out = (
+            np.concatenate(parts, axis=1)
+            if parts
+            else np.zeros((len(Q), 0, *self._X.shape[1:]))
+        )
         w = self.weights[idx].reshape((1, len(idx)) + (1,) * (out.ndim - 2))
         return out * w
 
@@ -415,17 +567,18 @@ class TorchAdapter:
         V2 = V.reshape(self.n_params, -1)
         idx = np.arange(self.n_train) if rows is None else np.arange(self.n_train)[rows]
         out = np.zeros_like(V2)
-        Vt = torch.as_tensor(V2.T.copy(), dtype=self.dtype)  # (m, p)
+        Vt = self._device_tensor(V2.T.copy())  # (m, p)
         for c in chunks(V2.shape[1], _HVP_COLUMNS):
             tangents = self._tree(Vt[c])
-            acc = None
+            acc = torch.zeros_like(Vt[c])  # (columns, p), summed over row chunks
             for t in chunks(len(idx), self._chunk):
                 Xb, yb, wb = self._X[idx[t]], self._y[idx[t]], self._w[idx[t]]
-                part = vmap(lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb))(
-                    tangents
-                )
-                acc = part if acc is None else acc + part
-            out[:, c] = self._np(self._flat(acc)).T / len(idx)
+                with _FORWARD_AD:
+                    part = vmap(
+                        lambda v, Xb=Xb, yb=yb, wb=wb: column_fn(v, Xb, yb, wb)
+                    )(tangents)
+                acc += self._flat(part)
+            out[:, c] = self._np(acc).T / len(idx)
         out += self.penalty[:, None] * V2
         return out[:, 0] if squeeze else out
 
@@ -517,7 +670,8 @@ class TorchAdapter:
             )
             with torch.no_grad():
                 z = self._outputs(self._theta, Xb)
-            M = vmap(out_hessian)(z, yb) * self._w[idx[t]].reshape(-1, 1, 1)
+            with _FORWARD_AD:
+                M = vmap(out_hessian)(z, yb) * self._w[idx[t]].reshape(-1, 1, 1)
             Js.append(self._np(J))
             Ms.append(self._np(M))
         return np.concatenate(Js), np.concatenate(Ms)
@@ -615,14 +769,14 @@ class TorchAdapter:
 
     def _with_params(self, theta: NDArray) -> TorchAdapter:
         new = copy.copy(self)
-        new._theta = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        new._theta = self._tree(self._device_tensor(theta))
         return new
 
     def batch_objective_grad(self, theta: NDArray, rows: Any) -> NDArray:
         """Gradient at ``theta`` of the objective with the (weighted) data term
         averaged over ``rows`` only (a minibatch gradient), shape (n_params,)."""
         idx = np.arange(self.n_train)[rows]
-        tree = self._tree(torch.as_tensor(np.asarray(theta), dtype=self.dtype))
+        tree = self._tree(self._device_tensor(theta))
         g = grad(self._data_loss)(tree, self._X[idx], self._y[idx], self._w[idx])
         return self._np(self._flat(g)) / len(idx) + self.penalty * theta
 
@@ -662,6 +816,10 @@ class TorchAdapter:
     #: Influence with the loss gradient is compared with PBRF, not with a
     #: refit at the same weight decay (see ``InfluenceScorer.train_gradient``).
     removal_gradient = "loss"
+
+    #: A network's objective is not convex: its Hessian is indefinite away
+    #: from a minimum, so ``curvature="auto"`` picks the Gauss-Newton family.
+    is_convex = False
 
     def _train_indices(self, train_indices: ArrayLike | None) -> NDArray:
         if train_indices is None:
@@ -754,7 +912,86 @@ class TorchAdapter:
         return torch_ggn_blocks(self, blocks, verbose=verbose)
 
     def __repr__(self) -> str:
-        return f"TorchAdapter({type(self._module).__name__}, kind={self.kind!r})"
+        return f"TorchAdapter({type(self._template).__name__}, kind={self.kind!r})"
+
+
+_DTYPE_NAMES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _resolve_dtype(dtype: Any) -> torch.dtype:
+    """``"float64"``/``"float32"`` or the torch dtypes; anything else refused."""
+    resolved = _DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float64, torch.float32):
+        raise ValueError(
+            f"dtype must be 'float64' or 'float32' (or torch.float64/float32); "
+            f"got {dtype!r}."
+        )
+    return resolved
+
+
+def _resolve_device(device: Any) -> torch.device:
+    """A ``torch.device`` that exists here; a clear error otherwise."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:<index>' or a torch.device; got "
+            f"{device!r}."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asks for a GPU, but CUDA is not available "
+                "here (torch.cuda.is_available() is False: no GPU, or a CPU-only "
+                "torch build). Use device='cpu'."
+            )
+        index = resolved.index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: there are only {torch.cuda.device_count()} "
+                "CUDA devices."
+            )
+    elif resolved.type != "cpu":
+        backend = getattr(torch.backends, resolved.type, None)
+        available = getattr(backend, "is_available", lambda: False)()
+        if not available:
+            raise ValueError(
+                f"device={device!r} is not available here; use device='cpu'."
+            )
+    return resolved
+
+
+def _identity(z: torch.Tensor) -> torch.Tensor:
+    """No output transform (a module-level function, so adapters pickle)."""
+    return z
+
+
+def _train_mode_layers(module: torch.nn.Module) -> list[str]:
+    """Layers that compute differently in training mode: dropout (``p > 0``)
+    and normalisation with running statistics (BatchNorm and friends)."""
+    found = []
+    for name, m in module.named_modules():
+        dropout = isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+        norm = isinstance(m, torch.nn.modules.batchnorm._NormBase) and bool(
+            m.track_running_stats
+        )
+        if dropout or norm:
+            found.append(f"{name or 'module'} ({type(m).__name__})")
+    return found
+
+
+def _warn_train_mode_layers(module: torch.nn.Module) -> None:
+    layers = _train_mode_layers(module)
+    if layers:
+        warnings.warn(
+            "Influence is computed with the network in eval mode, the function "
+            "it predicts with: " + ", ".join(layers) + " behave as at prediction "
+            "time (no dropout; batch norm with its running statistics), not as "
+            "in training, whose objective was stochastic (dropout) or depended "
+            "on the batch (batch norm). Scores refer to the eval-mode objective.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:

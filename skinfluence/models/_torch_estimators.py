@@ -146,16 +146,24 @@ class _TorchModel(BaseEstimator):
         return float(torch.sqrt(sum((g**2).sum() for g in grads)))
 
     def _fit_tensors(self, X, y, *, warm_start: bool = False, sample_weight=None):
-        torch_dtype = _DTYPES[self.dtype]
         self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        if self.random_state is None:
+            return self._fit_seeded(X, y, warm_start, sample_weight, seed=None)
+        # a seeded fit (initialisation, lazy layers, dropout) on a forked
+        # generator: the global torch generator is left as the caller had it
+        with torch.random.fork_rng(devices=[]):
+            return self._fit_seeded(X, y, warm_start, sample_weight, seed=self._seed)
+
+    def _fit_seeded(self, X, y, warm_start, sample_weight, *, seed):
+        torch_dtype = _DTYPES[self.dtype]
         Xt = torch.as_tensor(np.asarray(X), dtype=torch_dtype)
         yt = self._encode(np.asarray(y))
+        if seed is not None:
+            torch.manual_seed(seed)
         if not warm_start:
             self.criterion_ = copy.deepcopy(self.criterion or self._default_criterion())
-            if self.random_state is not None:
-                torch.manual_seed(self._seed)
             self.module_ = self._new_module(Xt.shape[1], yt).to(torch_dtype)
-            if self.random_state is not None:
+            if seed is not None:
                 reset_parameters(self.module_)
         with torch.no_grad():
             try:
@@ -310,7 +318,14 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
         X, y = validate_data(self, X, y, dtype=np.float64, allow_nd=True)
         check_classification_targets(y)
         w = self._check_weights(sample_weight, X)
-        self.classes_ = np.unique(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has only one class ({classes[0]!r}): a classifier needs at "
+                "least 2 classes to learn from. Check the labels, or fit a "
+                "regressor."
+            )
+        self.classes_ = classes
         return self._fit_tensors(X, y, sample_weight=w)
 
     def decision_function(self, X):
@@ -410,11 +425,38 @@ class TorchRegressor(RegressorMixin, _TorchModel):
 def _torch_model_adapter(
     est: _TorchModel, X, y, *, preprocess=None, sample_weight=None, **kwargs: Any
 ):
+    check_is_fitted(est, "module_")
     Xf = preprocess.transform(X) if preprocess is not None else X
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     return _build_adapter(
         est, np.asarray(Xf, dtype=float), np.asarray(y), preprocess, sw, **kwargs
     )
+
+
+class _TorchModelRefit:
+    """The retrain hook of a TorchClassifier/TorchRegressor: warm from a copy at
+    the fitted weights, or cold from a clone.  A class holding its inputs, not
+    a closure, so fitted adapters (and the scorers around them) pickle."""
+
+    def __init__(self, est, Xf, y, preprocess, sample_weight, kwargs) -> None:
+        self.est, self.Xf, self.y = est, Xf, y
+        self.preprocess, self.sample_weight, self.kwargs = (
+            preprocess,
+            sample_weight,
+            kwargs,
+        )
+
+    def __call__(self, keep, warm_start, random_state=None) -> TorchAdapter:
+        Xf, y = self.Xf[keep], self.y[keep]
+        new = copy.deepcopy(self.est) if warm_start else clone(self.est)
+        if random_state is not None:
+            new.set_params(random_state=random_state)
+        sw = None if self.sample_weight is None else self.sample_weight[keep]
+        if warm_start:
+            new._fit_tensors(Xf, y, warm_start=True, sample_weight=sw)
+        else:
+            new.fit(Xf, y, sample_weight=sw)
+        return _build_adapter(new, Xf, y, self.preprocess, sw, **self.kwargs)
 
 
 def _build_adapter(
@@ -429,17 +471,7 @@ def _build_adapter(
     if not is_clf:
         y = y.reshape(len(y), -1)
 
-    def refit(keep, warm_start, random_state=None):
-        new = copy.deepcopy(est) if warm_start else clone(est)
-        if random_state is not None:
-            new.set_params(random_state=random_state)
-        sw = None if sample_weight is None else sample_weight[keep]
-        if warm_start:
-            new._fit_tensors(Xf[keep], y[keep], warm_start=True, sample_weight=sw)
-        else:
-            new.fit(Xf[keep], y[keep], sample_weight=sw)
-        return _build_adapter(new, Xf[keep], y[keep], preprocess, sw, **kwargs)
-
+    refit = _TorchModelRefit(est, Xf, y, preprocess, sample_weight, kwargs)
     return TorchAdapter(
         est.module_,
         copy.deepcopy(est.criterion_),
@@ -448,11 +480,11 @@ def _build_adapter(
         kind="multiclass" if is_clf else "regression",
         classes=est.classes_ if is_clf else None,
         penalty=est.weight_decay,
-        dtype=_DTYPES[est.dtype],
         refit=refit,
         preprocess=preprocess,
         sample_weight=sample_weight,
-        **kwargs,
+        # the estimator's own dtype unless the caller asks for another
+        **{"dtype": _DTYPES[est.dtype], **kwargs},
     )
 
 

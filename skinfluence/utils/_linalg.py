@@ -9,16 +9,48 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils import check_random_state
 
+from .. import _constants
 from .._constants import HUTCHINSON_PROBES
 from ._chunks import chunks
 from ._progress import progress
+
+
+def check_dense_fits(
+    p: int, what: str = "curvature matrix", *, blocks: list[int] | None = None
+) -> None:
+    """Refuse a dense ``p x p`` float64 matrix over the dense memory budget.
+
+    Raises a ``ValueError`` naming the size, the budget
+    (``skinfluence._constants.DENSE_MEMORY_BUDGET_BYTES``) and the
+    matrix-free backends that fit, before anything is allocated.  With
+    ``blocks`` (the sizes of dense diagonal blocks) their total is checked
+    instead, and the message names the largest block.
+    """
+    budget = _constants.DENSE_MEMORY_BUDGET_BYTES
+    if blocks is not None:
+        need = 8 * sum(int(b) ** 2 for b in blocks)
+        shape = f"{len(blocks)} blocks, the largest {max(blocks)} x {max(blocks)}"
+    else:
+        need = 8 * int(p) ** 2
+        shape = f"a {p} x {p} float64 matrix"
+    if need > budget:
+        raise ValueError(
+            f"A dense {what} for {p} parameters needs {shape} "
+            f"({need / 2**30:.3g} GiB), over the dense memory budget of "
+            f"{budget / 2**30:.3g} GiB (skinfluence._constants."
+            "DENSE_MEMORY_BUDGET_BYTES). Use a matrix-free curvature: 'cg' "
+            "(CGCurvature(operator='ggn') for a network), 'ekfac'/'kfac' for "
+            "networks of nn.Linear layers, 'lissa', 'lowrank' or 'diagonal'."
+        )
 
 
 def dense_from_matmat(
     matmat: Callable[[NDArray], NDArray], p: int, *, chunk: int = 256, verbose: int = 0
 ) -> NDArray:
     """Assemble a symmetric ``p x p`` operator, identity column block by block,
-    symmetrised to remove rounding asymmetry."""
+    symmetrised to remove rounding asymmetry; refused over the dense memory
+    budget (:func:`check_dense_fits`)."""
+    check_dense_fits(p)
     H = np.empty((p, p))
     blocks = list(chunks(p, chunk))
     for c in progress(blocks, desc="dense curvature", verbose=verbose):

@@ -56,6 +56,8 @@ _COMMON = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
     "finetune": [HasMethods(["run"]), None],
+    "dtype": [StrOptions({"float64", "float32"}), None],
+    "device": "no_validation",  # str or torch.device: checked by the adapter
 }
 
 #: Methods that never use the curvature of the training objective (nor assume
@@ -113,6 +115,8 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
             damping=0.0 if free else self.damping,
             random_state=self.random_state,
             verbose=self.verbose,
+            dtype=self.dtype,
+            device=self.device,
         )
         with warnings.catch_warnings():
             if free:
@@ -266,6 +270,8 @@ class NoisyLabelDetector(_InfluenceCleaner):
     random_state, verbose
         As :class:`~skinfluence.InfluenceScorer`; ``random_state`` also seeds
         the fine-tuning.
+    dtype, device
+        As :class:`~skinfluence.InfluenceScorer` (networks only).
 
     Attributes
     ----------
@@ -352,6 +358,8 @@ class NoisyLabelDetector(_InfluenceCleaner):
         finetune=None,
         random_state=None,
         verbose=0,
+        dtype=None,
+        device=None,
     ):
         self.estimator = estimator
         self.method = method
@@ -361,6 +369,8 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self.finetune = finetune
         self.random_state = random_state
         self.verbose = verbose
+        self.dtype = dtype
+        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
@@ -467,7 +477,7 @@ class Relabeler(_InfluenceCleaner):
     estimator : classifier, default=None
         ``None`` means ``LogisticRegression()``.
     method : {"label_influence", "vm", "fvm"}, default="label_influence"
-    curvature, damping, finetune, random_state, verbose
+    curvature, damping, finetune, random_state, verbose, dtype, device
         As :class:`NoisyLabelDetector`.
     max_fraction : float in (0, 1], default=0.1
         Most points relabelled.
@@ -512,6 +522,8 @@ class Relabeler(_InfluenceCleaner):
         finetune=None,
         random_state=None,
         verbose=0,
+        dtype=None,
+        device=None,
     ):
         self.estimator = estimator
         self.method = method
@@ -521,6 +533,8 @@ class Relabeler(_InfluenceCleaner):
         self.finetune = finetune
         self.random_state = random_state
         self.verbose = verbose
+        self.dtype = dtype
+        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):

@@ -185,12 +185,17 @@ class InfluenceScorer(
         ``"lissa"`` (stochastic Neumann series), ``"ef"`` (empirical Fisher,
         the gradients' outer product), ``"diagonal"``, ``"ggn"`` (Gauss-Newton
         matrix), ``"lowrank"`` (top eigenpairs by Lanczos), ``"kfac"`` /
-        ``"ekfac"`` (Kronecker-factored per ``nn.Linear`` layer; ``"auto"``
-        damping is 0.1 x each layer's mean eigenvalue), ``"blockggn"``
+        ``"ekfac"`` (Kronecker-factored per ``nn.Linear``/``nn.Conv2d``
+        layer; ``"auto"`` damping is 0.1 x each layer's mean eigenvalue),
+        ``"blockggn"``
         (exact Gauss-Newton blocks per layer) or ``"identity"`` (gradient dot
-        product).  ``"auto"`` is ``"exact"`` up to 5000
-        parameters and ``"cg"`` above.  A backend object keeps its own
-        parameters, reachable as ``curvature__<name>``.
+        product).  ``"auto"`` is ``"exact"`` up to 5000 parameters and
+        ``"cg"`` above for convex models (the scikit-learn linear models and
+        GLMs), and the Gauss-Newton family for networks, whose Hessian is
+        indefinite away from an optimum: ``"ggn"`` up to 5000 parameters and
+        ``CGCurvature(operator="ggn")`` above.  ``curvature_`` shows the
+        choice.  A backend object keeps its own parameters, reachable as
+        ``curvature__<name>``.
     damping : float or "auto", default=0.0
         Non-negative Tikhonov damping added to the curvature.  ``"auto"``: a
         fraction of the curvature's mean eigenvalue (1e-3; 0.1 for ``"ef"``).

@@ -188,3 +188,26 @@ def test_detector_and_relabeler_in_an_imbalanced_learn_pipeline(noisy_digits):
         assert_array_equal(pipe.predict(Xte), cleaned.predict(Xte))
         assert pipe.score(Xte, yte) == cleaned.score(Xte, yte)
         assert len(pipe.predict(Xte)) == len(Xte)
+
+
+def test_cleaners_pass_precision_on_to_the_network_scorer():
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from skinfluence import TorchClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = (X[:150] / 16.0).astype(np.float32), y[:150]
+    torch.manual_seed(0)
+    net = TorchClassifier(
+        torch.nn.Sequential(torch.nn.Linear(64, 10)),
+        weight_decay=1e-2,
+        max_iter=50,
+        random_state=0,
+    )
+    det = NoisyLabelDetector(net, contamination=0.1, dtype="float32").fit(X, y)
+    assert det.scorer_.adapter_.dtype == torch.float32
+    ref = NoisyLabelDetector(net, contamination=0.1).fit(X, y)
+    np.testing.assert_allclose(det.scores_, ref.scores_, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="networks"):
+        NoisyLabelDetector(dtype="float32").fit(X[:, :5].astype(float), y)

@@ -128,6 +128,22 @@ def _changes(
             UserWarning,
             stacklevel=3,
         )
+    flat = np.flatnonzero(info["curvature"] <= 0)  # NaN compares False
+    if kind == "pbrf" and eps == 1.0 and flat.size:
+        rows = check_indices(
+            list(indices) if not hasattr(indices, "__len__") else indices,
+            scorer.adapter_.n_train,
+        )[flat]
+        warnings.warn(
+            f"For training row(s) {rows.tolist()[:10]} the PBRF objective curves "
+            f"down at the trained parameters along its response (damping={lam:g}): "
+            "the removed point's own second-order terms beat the proximity term, "
+            "so its response is far from the linearisation that influence "
+            "computes. Compare influence with epsilon < 1 (e.g. 0.02), or raise "
+            "damping.",
+            UserWarning,
+            stacklevel=3,
+        )
     return (delta, info) if return_info else delta
 
 

@@ -18,17 +18,21 @@ runs in its float32 default with its factors written to a temporary
 directory; skinfluence in float64.  Times are the best of ``--repeats``;
 everything single-threaded, all ratios measured in one process.
 
-Findings (measured 2026-11-30, one core, best of 3; 20,000 rows):
+Findings (measured 2026-11-30, one core shared with other jobs, best of 3;
+20,000 rows, 5,000 in brackets):
 
-=====================  =========  ========  ======  =======  =========  ========
-                       factors s  scores s  self s  MiB fac  MiB score  MiB self
-=====================  =========  ========  ======  =======  =========  ========
-EK-FAC skinfluence          1.05     11.09    0.86       32        416        29
-EK-FAC kronfluence         73.41     18.30   60.39      815        256      1128
-K-FAC skinfluence           0.44     10.80    0.54       31        394        29
-K-FAC kronfluence           1.04     10.89   59.03       33        200      1058
-=====================  =========  ========  ======  =======  =========  ========
+==================  ===========  ============  ===========  =========  =========
+                    factors s    scores s      self s       MiB score  MiB self
+==================  ===========  ============  ===========  =========  =========
+EK-FAC skinfluence  2.26 (0.29)  10.97 (2.92)  0.53 (0.14)  391 (362)  29 (29)
+EK-FAC kronfluence  31.4 (8.59)  11.15 (3.23)  56.5 (14.3)  236 (212)  1088
+K-FAC skinfluence   0.38 (0.12)  10.28 (2.86)  0.47 (0.13)  365 (353)  29 (29)
+K-FAC kronfluence   0.87 (0.81)  10.91 (3.16)  56.2 (14.6)  156 (256)  1058
+==================  ===========  ============  ===========  =========  =========
 
+Factor memory: skinfluence 30-37 MiB, kronfluence EK-FAC 805 MiB.  A first
+run under heavier load gave kronfluence EK-FAC 73 s / 18 s / 60 s and
+skinfluence 1.05 s / 11.1 s / 0.86 s (20,000 rows).
 Scores and self-influence agree at Pearson/Spearman 1.0000 for both.
 Scoring is one matrix product per layer of the preconditioned queries with
 the layer inputs (``influence/_kronecker.py``): 100 x 20,000 x 94,218

@@ -8,7 +8,9 @@ training point on a test loss with five responses to that removal:
 * warm-start LOO: the original recipe continued from the trained parameters;
 * proximal: the training objective without the point, plus
   ``(damping/2) ||theta - theta_s||^2``, minimised from ``theta_s``;
-* PBRF: the proximal Bregman response function (what influence linearises);
+* PBRF: the proximal Bregman response function (what influence linearises),
+  removing the whole point (Bae et al.'s ``epsilon = -1/n``) and, as its
+  derivative, ``EPSILON`` of it (rescaled), with the solver's convergence;
 * influence with a practical solver (LiSSA on the same Gauss-Newton system)
   instead of the exact inverse.
 
@@ -48,6 +50,8 @@ from skinfluence.evaluation import (  # noqa: E402
 )
 
 DAMPING = 1e-2
+#: Fraction removed for the PBRF's derivative (what influence linearises).
+EPSILON = 0.02
 
 
 def task(name: str, n_train: int):
@@ -92,10 +96,12 @@ def run(name: str, n_train: int, n_points: int, n_queries: int) -> dict:
         "cold-start": loo_change(scorer, Xq, yq, idx, warm_start=False),
         "warm-start": loo_change(scorer, Xq, yq, idx, warm_start=True),
         "proximal": proximal_change(scorer, Xq, yq, idx),
-        "PBRF": pbrf_change(scorer, Xq, yq, idx),
+        "PBRF": pbrf_change(scorer, Xq, yq, idx, return_info=True),
         "influence (exact GGN)": influence,
         "influence (LiSSA)": lissa.influence(Xq, yq)[:, idx] / n,
     }
+    responses["PBRF"], info = responses["PBRF"]
+    pbrf_eps = pbrf_change(scorer, Xq, yq, idx, epsilon=EPSILON)
     print(
         f"\n## {name} MLP: n_train={n}, grad_norm={scorer.grad_norm_:.2g} "
         f"(not converged), {n_queries} test points x {n_points} removals"
@@ -105,6 +111,18 @@ def run(name: str, n_train: int, n_points: int, n_queries: int) -> dict:
         r = corr(influence, responses[key], "pearson")
         rho = corr(influence, responses[key], "spearman")
         print(f"{key:12} {r:8.3f} {rho:9.3f}")
+    for key, ref in [(f"PBRF eps={EPSILON}", pbrf_eps)]:
+        r = corr(influence, ref, "pearson")
+        rho = corr(influence, ref, "spearman")
+        print(f"{key:12} {r:8.3f} {rho:9.3f}")
+    print(
+        f"PBRF solves (epsilon=1): {int(info['converged'].sum())}/{len(idx)} "
+        f"converged, relative gradient norm median "
+        f"{np.median(info['grad_norm']):.1e}, max {np.max(info['grad_norm']):.1e}; "
+        f"{int(np.sum(info['curvature'] <= 0))} removal(s) with non-positive "
+        "curvature at theta_s along the response (the removed point's own "
+        "Hessian beats the damping)"
+    )
     names = list(responses)
     terms = {
         f"{a} -> {b}": float(np.mean(np.abs(responses[a] - responses[b])))

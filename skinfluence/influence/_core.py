@@ -22,6 +22,11 @@ from ..exceptions import NotAtOptimumWarning
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ..utils._validation import check_indices
+from ._kronecker import (
+    kronecker_pairwise,
+    kronecker_self_influence,
+    outer_product_layers,
+)
 
 TARGETS = ("loss", "prediction")
 
@@ -63,8 +68,15 @@ def pairwise_influence(
     qsize = _solve_block(adapter, batch_size)
     tsize = chunk_size(p, batch_size)
     blocks = list(chunks(len(Gq), qsize))
+    # nn.Linear-only networks: scores from layer statistics (outer products)
+    layers = outer_product_layers(adapter) if train_gradient == "loss" else None
     for q in progress(blocks, desc="influence", verbose=verbose):
         Qinv = backend.solve(Gq[q].T)  # (p, b)
+        fast = None if layers is None else kronecker_pairwise(adapter, layers, Qinv)
+        if fast is not None:
+            S[q] = fast
+            continue
+        layers = None
         for t in chunks(n, tsize):
             G = adapter.train_grads(t, total=train_gradient == "total")
             S[q, t] = (G @ Qinv).T
@@ -85,6 +97,11 @@ def self_influence(
     in :func:`pairwise_influence`: the value is then the predicted change of
     point ``i``'s own loss on its removal, and can be negative.
     """
+    if train_gradient == "loss":
+        # K-FAC/EK-FAC: a weighted sum of squared rotated factors per row
+        fast = kronecker_self_influence(adapter, backend)
+        if fast is not None:
+            return fast
     n = adapter.n_train
     out = np.empty(n)
     blocks = list(chunks(n, _solve_block(adapter, batch_size)))

@@ -1010,7 +1010,12 @@ class LinearAdapter:
         return new._with_params(res.x)
 
     def response(
-        self, remove: int | None, *, damping: float, kind: str = "pbrf"
+        self,
+        remove: int | None,
+        *,
+        damping: float,
+        kind: str = "pbrf",
+        epsilon: float = 1.0,
     ) -> LinearAdapter:
         """The model minimising a response objective around the fitted one.
 
@@ -1026,12 +1031,15 @@ class LinearAdapter:
           ||theta - theta_s||^2``.
 
         Solved by full-batch L-BFGS from ``theta_s``.  ``remove=None`` keeps
-        every point (the reference response).
+        every point (the reference response); ``epsilon`` scales the removed
+        point's term (the fraction of it removed).
 
         Returns
         -------
         adapter : LinearAdapter
-            The same model and data at the response parameters.
+            The same model and data at the response parameters, with
+            ``response_info`` (``grad_norm``: the final gradient norm relative
+            to the initial one, ``n_iter``, ``converged``; ``curvature`` NaN).
         """
         if kind not in ("pbrf", "proximal"):
             raise ValueError(f"kind must be 'pbrf' or 'proximal'; got {kind!r}.")
@@ -1059,9 +1067,9 @@ class LinearAdapter:
                 grad += pen * theta + damping * diff
             if remove is not None:
                 zm, tm = Z[remove : remove + 1], self._T[remove : remove + 1]
-                value -= w[remove] * self._loss.loss(zm, tm)[0] / n
+                value -= epsilon * w[remove] * self._loss.loss(zm, tm)[0] / n
                 rm = self._loss.residual(zm, tm)[0]
-                grad -= w[remove] * np.outer(rm, self._Xt[remove]).ravel() / n
+                grad -= epsilon * w[remove] * np.outer(rm, self._Xt[remove]).ravel() / n
             return value, grad
 
         res = optimize.minimize(
@@ -1071,7 +1079,16 @@ class LinearAdapter:
             method="L-BFGS-B",
             options={"maxiter": RETRAIN_MAX_ITER, "gtol": RETRAIN_TOL, "ftol": 0.0},
         )
-        return self._with_params(res.x)
+        g0 = np.linalg.norm(objective(theta_s)[1])
+        g1 = np.linalg.norm(objective(res.x)[1])
+        new = self._with_params(res.x)
+        new.response_info = {
+            "grad_norm": float(g1 / g0) if g0 > 0 else 0.0,
+            "n_iter": int(res.nit),
+            "converged": bool(res.success or g1 <= RETRAIN_TOL),
+            "curvature": float("nan"),
+        }
+        return new
 
     def with_data(self, X: ArrayLike, y: ArrayLike) -> LinearAdapter:
         """The same model (same parameters) with ``(X, y)`` as its training set.

@@ -126,7 +126,7 @@ def test_train_split_rows_are_honoured(wine):
     direct = scorer.adapter_.loss_grads(X[:3], y[:3])
     q = scorer.curvature_.solve(direct.T).T
     G = scorer.adapter_.train_grads(slice(None))
-    assert_allclose(S[:, rows], q @ G.T, rtol=1e-10)
+    assert_allclose(S[:, rows], q @ G.T, rtol=1e-8, atol=1e-9)
     assert scorer.self_influence_.shape == (len(X),)
     assert_allclose(scorer.self_influence_[held_out], 0.0)
     assert (scorer.self_influence_[rows] > 0).all()

@@ -42,6 +42,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bae_pbrf.py
 	$(PY) benchmarks/noisy_labels.py
 	$(PY) benchmarks/better_hessians.py
+	$(PY) benchmarks/model_families.py
+	$(PY) benchmarks/newton.py
+	$(PY) benchmarks/diagnostics.py
+	$(PY) benchmarks/networks.py
+	$(PY) benchmarks/network_size.py
+	$(PY) benchmarks/cnn_curvature.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,5 +1,5 @@
 """The README's network recipe runs as written (issue: "the README's network
-recipes run as written on a skorch net trained by SGD")."""
+recipes run as written on a skorch net trained by SGD and on a CNN")."""
 
 import re
 import warnings
@@ -27,3 +27,4 @@ def test_network_recipe_runs():
         exec(compile(code, "README.md#networks", "exec"), namespace)
     assert namespace["S"].shape == (10, 500)
     assert len(namespace["helpful"]) == 5
+    assert namespace["S_cnn"].shape == (10, 500)

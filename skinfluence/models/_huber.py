@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import sparse
 from scipy.sparse.linalg import LinearOperator
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -42,6 +41,7 @@ from sklearn.utils import check_array
 
 from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
 from ._base import make_adapter
+from ._linear import model_features, with_intercept_column
 
 
 class HuberAdapter:
@@ -133,14 +133,10 @@ class HuberAdapter:
     # -- data plumbing --------------------------------------------------------
 
     def _features(self, X: ArrayLike) -> NDArray:
-        if self.preprocess is not None:
-            X = self.preprocess.transform(X)
-        if sparse.issparse(X):
-            X = X.toarray()
-        return check_array(X, dtype=np.float64, input_name="X")
+        return model_features(self.preprocess, X)
 
     def _augment(self, F: NDArray) -> NDArray:
-        return np.hstack([F, np.ones((len(F), 1))]) if self.fit_intercept else F
+        return with_intercept_column(F, self.fit_intercept)
 
     def _residuals(self, Xt: NDArray, y: NDArray, theta: NDArray) -> NDArray:
         return y - Xt @ theta[:-1]

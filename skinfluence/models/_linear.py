@@ -490,6 +490,20 @@ def _encode_targets(encoding: str, codes: NDArray, n_classes: int) -> NDArray:
     return 2.0 * np.eye(n_classes)[codes] - 1.0
 
 
+def model_features(preprocess: Any, X: ArrayLike) -> NDArray:
+    """The final model's inputs: fixed preprocessing, then dense float64."""
+    if preprocess is not None:
+        X = preprocess.transform(X)
+    if sparse.issparse(X):
+        X = X.toarray()
+    return check_array(X, dtype=np.float64, input_name="X")
+
+
+def with_intercept_column(F: NDArray, fit_intercept: bool) -> NDArray:
+    """``[F, 1]`` when the model fits an intercept, else ``F``."""
+    return np.hstack([F, np.ones((F.shape[0], 1))]) if fit_intercept else F
+
+
 def _sample_weight(sample_weight: ArrayLike | None, n: int) -> NDArray | None:
     if sample_weight is None:
         return None
@@ -607,16 +621,10 @@ class LinearAdapter:
     # -- data plumbing ------------------------------------------------------
 
     def _features(self, X: ArrayLike) -> NDArray:
-        if self.preprocess is not None:
-            X = self.preprocess.transform(X)
-        if sparse.issparse(X):
-            X = X.toarray()
-        return check_array(X, dtype=np.float64, input_name="X")
+        return model_features(self.preprocess, X)
 
     def _augment(self, F: NDArray) -> NDArray:
-        if not self.fit_intercept:
-            return F
-        return np.hstack([F, np.ones((F.shape[0], 1))])
+        return with_intercept_column(F, self.fit_intercept)
 
     def _encode(self, y: ArrayLike) -> NDArray:
         return encode_labels(self.classes, y)

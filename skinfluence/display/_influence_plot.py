@@ -29,9 +29,11 @@ class InfluencePlotDisplay:
         The row labels (a DataFrame's index, or row numbers).
     n_params : int
         Number of parameters ``p``, for the Cook's distance contours.
-    residual_kind : str, default="external"
-        ``"external"`` or ``"internal"``: which studentization is plotted
-        (for the axis label).
+    residual_kind : str, default="internal"
+        ``"internal"`` or ``"external"``: which studentization is plotted.
+        Cook's distance contours ``D = r^2 h / (p (1 - h))`` hold for the
+        internally studentized residual, so they are drawn for
+        ``"internal"`` only.
 
     Attributes
     ----------
@@ -69,7 +71,7 @@ class InfluencePlotDisplay:
         index: ArrayLike,
         n_params: int,
         *,
-        residual_kind: str = "external",
+        residual_kind: str = "internal",
     ) -> None:
         self.leverage = leverage
         self.studentized_residual = studentized_residual
@@ -83,7 +85,7 @@ class InfluencePlotDisplay:
         cls,
         estimator: Any,
         *,
-        residual: str = "external",
+        residual: str = "internal",
         n_labels: int = 5,
         cooks_levels: tuple[float, ...] = (0.5, 1.0),
         ax: Any = None,
@@ -95,9 +97,10 @@ class InfluencePlotDisplay:
         estimator : InfluenceScorer
             Fitted, around a single-output closed-form model (regression, or
             binary classification).
-        residual : {"external", "internal"}, default="external"
-            Externally (leave-one-out dispersion) or internally studentized
-            residuals on the y axis.
+        residual : {"internal", "external"}, default="internal"
+            Internally or externally (leave-one-out dispersion) studentized
+            residuals on the y axis; the Cook's distance contours are drawn
+            for the internal ones, the residual they are defined with.
         n_labels : int, default=5
             How many rows, by decreasing Cook's distance, get their index.
         cooks_levels : tuple of float, default=(0.5, 1.0)
@@ -178,7 +181,9 @@ class InfluencePlotDisplay:
         hmax = max(float(np.nanmax(h)) * 1.05, 1e-3)
         grid = np.linspace(max(float(np.nanmin(h)) * 0.95, 1e-4), min(hmax, 0.999), 200)
         p = self.n_params
-        for level in cooks_levels:
+        # the contours are of D = r_int^2 h / (p (1 - h)): internal residuals
+        levels = cooks_levels if self.residual_kind == "internal" else ()
+        for level in levels:
             bound = np.sqrt(level * p * (1 - grid) / grid)
             (line,) = ax.plot(grid, bound, ls="--", color="tab:red", lw=0.8)
             ax.plot(grid, -bound, ls="--", color="tab:red", lw=0.8)

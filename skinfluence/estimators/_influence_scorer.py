@@ -390,10 +390,17 @@ class InfluenceScorer(
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 "is None."
             )
+        # a refit must not keep the last fit's state (validate_data keeps an
+        # old n_features_in_ when the new X, e.g. a list of documents, has none)
+        for stale in (
+            "classes_",
+            "self_influence_",
+            "n_features_in_",
+            "feature_names_in_",
+        ):
+            self.__dict__.pop(stale, None)
         validate_data(self, X, skip_check_array=True)
         check_consistent_length(X, y)
-        for stale in ("classes_", "self_influence_"):
-            self.__dict__.pop(stale, None)
         estimator = self._get_estimator()
         if is_classifier(estimator):
             # The wrapped classifier's fit checks the target type (and a frozen
@@ -487,7 +494,8 @@ class InfluenceScorer(
             training row): exact for least squares and ridge (the leverage
             correction ``1 / (1 - h_i)``), the one-step estimate for GLMs and
             logistic regression, and the same step with the chosen backend's
-            curvature otherwise.  Closed-form scikit-learn models only.
+            curvature otherwise (for networks each row's Gauss-Newton block;
+            its agreement with PBRF is not established there).
             ``"tracin"``: TracInCP, ``S[j, i] = sum_k lr_k grad f_j(theta_k)^T
             grad loss_i(theta_k)`` over the checkpoints a skorch net saved
             with the :class:`~skinfluence.TracInCheckpoints` callback (the
@@ -505,6 +513,10 @@ class InfluenceScorer(
             ``dtheta_i``.
         """
         self._check_query(X, y, target)
+        if method not in ("first_order", "newton", "tracin"):
+            raise ValueError(
+                f"method must be 'first_order', 'newton' or 'tracin'; got {method!r}."
+            )
         if method == "tracin":
             kw = {"target": target, "batch_size": self.batch_size}
             S = tracin_pairwise(self.adapter_, X, y, **kw, verbose=self.verbose)
@@ -637,6 +649,7 @@ class InfluenceScorer(
             Removing group ``g`` (in ``np.unique(groups)`` order) changes
             ``f_j`` by about ``R[j, g] / n_train_``.
         """
+        check_is_fitted(self)
         if method not in ("first_order", "newton"):
             raise ValueError(
                 f"method must be 'first_order' or 'newton'; got {method!r}."
@@ -646,15 +659,17 @@ class InfluenceScorer(
                 "method='newton' removes the group's losses at fixed hyper-"
                 "parameters; it is not defined for train_gradient='total'."
             )
-        check_is_fitted(self)
         groups = np.asarray(groups)
         if groups.shape != (self.n_samples_fit_,):
             raise ValueError(
                 "groups must have one label per row of the X passed to fit "
                 f"({self.n_samples_fit_},); got {groups.shape}."
             )
-        S = self.influence(X, y, target=target)[:, self.train_indices_]
-        Gq = query_grads(self.adapter_, X, y, target) if method == "newton" else None
+        if method == "newton":  # the step needs no first-order matrix
+            self._check_query(X, y, target)
+            S, Gq = None, query_grads(self.adapter_, X, y, target)
+        else:
+            S, Gq = self.influence(X, y, target=target)[:, self.train_indices_], None
         R_t, labels_t = group_influence(
             self.adapter_,
             self.curvature_,
@@ -780,8 +795,10 @@ class InfluenceScorer(
         """Regression diagnostics, one row per training row.
 
         The quantities statisticians know, on the penalised objective the
-        model actually minimises, for every closed-form scikit-learn model
-        (not for networks yet).  ``n`` rows, ``p = n_params`` parameters,
+        model actually minimises: every closed-form scikit-learn model; for
+        networks, the columns that need no scalar residual (leverage,
+        Cook's distance, self-influence, dfbeta) from each row's Gauss-Newton
+        block.  ``n`` rows, ``p = n_params`` parameters,
         ``h_i`` the leverage, ``r_i`` the Pearson residual (times
         ``sqrt(w_i)``), ``phi`` the dispersion (1 for binomial and Poisson
         models; else ``sum r^2 / (n - p)``) and ``phi_(i) = (sum r^2 -
@@ -861,7 +878,7 @@ class InfluenceScorer(
             verbose=self.verbose,
         )
         dfbeta = cols.pop("dfbeta")
-        cols["self_influence"] = self.self_influence_
+        cols["self_influence"] = self.self_influence_[self.train_indices_]
         order = [
             "leverage",
             "residual",

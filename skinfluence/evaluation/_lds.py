@@ -75,7 +75,9 @@ class LDSGroundTruth:
 
     @property
     def n_train(self) -> int:
-        """Number of training points the masks index."""
+        """Number of rows the masks index: the rows of the ``X`` given to the
+        scorer's ``fit`` (those a skorch ``train_split`` held out are always
+        kept, so they never count as removed)."""
         return self.masks.shape[1]
 
     @property

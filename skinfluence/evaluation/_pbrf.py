@@ -87,14 +87,14 @@ def _changes(
     adapter = _responsive(scorer, purpose)
     eps = _check_epsilon(adapter, epsilon)
     extra = {} if eps == 1.0 else {"epsilon": eps}
-    infos: list[dict] = []
+    infos: dict[int, dict] = {}  # by trained position
 
     def model_without(i: int | None) -> Any:
         if i is None and kind == "pbrf":
             return adapter  # theta_s minimises the PBRF when nothing is removed
         model = adapter.response(i, damping=lam, kind=kind, **extra)
         if i is not None:
-            infos.append(getattr(model, "response_info", {}))
+            infos[i] = getattr(model, "response_info", {})
         return model
 
     delta = response_changes(
@@ -108,20 +108,26 @@ def _changes(
         desc="PBRF" if kind == "pbrf" else "proximal",
     )
     delta = delta / eps
+    # one report per requested row of the fit X; a row the model never
+    # trained on (a skorch train_split) needs no solve
+    rows = check_indices(
+        list(indices) if not hasattr(indices, "__len__") else indices,
+        scorer.n_samples_fit_,
+    )
+    position = np.full(scorer.n_samples_fit_, -1)
+    position[scorer.train_indices_] = np.arange(len(scorer.train_indices_))
+    held_out = {"grad_norm": np.nan, "n_iter": 0, "curvature": np.nan}
+    per_row = [infos.get(int(position[r]), held_out) for r in rows]
     info = {
-        key: np.array([d.get(key, np.nan) for d in infos], dtype=float)
+        key: np.array([d.get(key, np.nan) for d in per_row], dtype=float)
         for key in INFO_KEYS
     }
-    info["converged"] = np.array([bool(d.get("converged", True)) for d in infos])
+    info["converged"] = np.array([bool(d.get("converged", True)) for d in per_row])
     bad = np.flatnonzero(~info["converged"])
     if bad.size:
-        rows = check_indices(
-            list(indices) if not hasattr(indices, "__len__") else indices,
-            scorer.adapter_.n_train,
-        )[bad]
         warnings.warn(
             f"The {purpose} solve did not converge for training row(s) "
-            f"{rows.tolist()[:10]} (final relative gradient norm up to "
+            f"{rows[bad].tolist()[:10]} (final relative gradient norm up to "
             f"{np.nanmax(info['grad_norm'][bad]):.2g}): the objective has no "
             f"minimum near the trained parameters at damping={lam:g}. Raise "
             "damping or pass epsilon < 1; return_info=True gives the report.",
@@ -130,12 +136,8 @@ def _changes(
         )
     flat = np.flatnonzero(info["curvature"] <= 0)  # NaN compares False
     if kind == "pbrf" and eps == 1.0 and flat.size:
-        rows = check_indices(
-            list(indices) if not hasattr(indices, "__len__") else indices,
-            scorer.adapter_.n_train,
-        )[flat]
         warnings.warn(
-            f"For training row(s) {rows.tolist()[:10]} the PBRF objective curves "
+            f"For training row(s) {rows[flat].tolist()[:10]} the PBRF objective curves "
             f"down at the trained parameters along its response (damping={lam:g}): "
             "the removed point's own second-order terms beat the proximity term, "
             "so its response is far from the linearisation that influence "

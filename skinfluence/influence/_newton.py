@@ -228,8 +228,9 @@ def regression_diagnostics(
         except ValueError:  # several outputs
             parts = None
     if parts is None:
-        # generalised Cook's distance: the Newton step in the curvature's norm
-        Hd = adapter.hessian_matvec(dtheta.T).T
+        # generalised Cook's distance: the Newton step in the norm of the
+        # curvature it was taken with (Gauss-Newton, PSD, plus the damping)
+        Hd = adapter.ggn_operator().matmat(dtheta.T).T + backend.damping_ * dtheta
         out.update(
             residual=nan,
             studentized_residual=nan,

@@ -141,7 +141,9 @@ def make_adapter(
     >>> class LeastSquaresAdapter:
     ...     is_classifier, classes, n_outputs = False, None, 1
     ...     removal_gradient = "loss"  # alpha is on the sum scale, as Ridge's
-    ...     def __init__(self, est, X, y, **ignored):
+    ...     def __init__(self, est, X, y, sample_weight=None, **ignored):
+    ...         if sample_weight is not None:  # never drop what it cannot use
+    ...             raise ValueError("LeastSquares takes no sample_weight.")
     ...         self.X, self.y, self.w = np.asarray(X), np.asarray(y), est.coef_
     ...         self.n_train, self.n_params = self.X.shape
     ...         self.penalty = np.full(self.n_params, est.alpha / self.n_train)

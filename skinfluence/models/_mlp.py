@@ -255,7 +255,9 @@ def _retrain(
         y = y[:, 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return new.fit(X, y, sample_weight=sample_weight)
+        # MLP's sample_weight arrived in scikit-learn 1.7: pass it only if given
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return new.fit(X, y, **kwargs)
 
 
 make_adapter.register(MLPClassifier, _mlp_adapter)

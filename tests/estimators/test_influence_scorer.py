@@ -334,3 +334,25 @@ def test_default_estimator_is_reachable_by_grid_search(breast_cancer):
     search.fit(X, y)
     assert search.best_estimator_.estimator_.C in (0.1, 1.0)
     assert InfluenceScorer().get_params()["estimator"] is None  # clone round-trips
+
+
+def test_refit_on_text_forgets_the_numeric_feature_count(breast_cancer):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    X, _, y, _ = breast_cancer
+    scorer = InfluenceScorer(LogisticRegression()).fit(X[:60], y[:60])
+    docs = ["good film", "bad film", "good plot", "bad plot"] * 5
+    labels = [1, 0, 1, 0] * 5
+    scorer.set_params(estimator=make_pipeline(TfidfVectorizer(), LogisticRegression()))
+    scorer.fit(docs, labels)
+    assert not hasattr(scorer, "n_features_in_")
+    assert scorer.influence(["good film"], [1]).shape == (1, 20)
+
+
+def test_group_influence_before_fit_is_not_fitted(breast_cancer):
+    from sklearn.exceptions import NotFittedError
+
+    X, _, y, _ = breast_cancer
+    with pytest.raises(NotFittedError):
+        InfluenceScorer().group_influence(X[:2], y[:2], [0] * 10, method="newton")

@@ -269,7 +269,7 @@ def test_huber_diagnostics_run_and_flag_the_outliers():
 def test_bad_method_and_unsupported_models_are_refused():
     X, y = load_diabetes(return_X_y=True)
     scorer = InfluenceScorer(Ridge()).fit(X, y)
-    with pytest.raises(ValueError, match="method must be 'first_order' or 'newton'"):
+    with pytest.raises(ValueError, match="method must be 'first_order', 'newton'"):
         scorer.influence(X[:2], y[:2], method="second")
     assert scorer.parameter_change([], method="newton").shape == (0, 11)
 
@@ -322,3 +322,5 @@ def test_network_leverage_is_the_gauss_newton_hat_matrix():
     assert_allclose(table["leverage"].sum(), np.trace(np.linalg.solve(H, G)))
     assert table["residual"].isna().all()
     assert table.columns[-1] == "dfbeta_2.bias[9]"
+    # Cook's distance in the norm of the curvature the step was taken with
+    assert (table["cooks_distance"] >= 0).all()

@@ -1,5 +1,7 @@
 """skorch nets: the adapter differentiates exactly what skorch minimised."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -12,7 +14,7 @@ skorch = pytest.importorskip("skorch")
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier  # noqa: E402
 
 from skinfluence import InfluenceScorer  # noqa: E402
-from skinfluence.evaluation import loo_change  # noqa: E402
+from skinfluence.evaluation import loo_change, pbrf_change  # noqa: E402
 
 
 class Linear1(torch.nn.Module):
@@ -142,6 +144,22 @@ def test_train_split_rows_are_honoured(wine):
     actual = loo_change(scorer, X[:2], y[:2], [held_out[0], rows[0]])
     assert_allclose(actual[:, 0], 0.0)
     assert np.abs(actual[:, 1]).max() > 0
+    with warnings.catch_warnings():  # the trained row's solve is not the point
+        warnings.simplefilter("ignore")
+        delta, info = pbrf_change(
+            scorer, X[:2], y[:2], [held_out[0], rows[0]], return_info=True
+        )
+    assert_allclose(delta[:, 0], 0.0)  # one report per requested row
+    assert info["converged"].shape == (2,) and info["converged"][0]
+    assert info["n_iter"][0] == 0 and info["n_iter"][1] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # leverage-1 rows
+        table = scorer.diagnostics()
+    assert len(table) == len(X)
+    assert_allclose(table["self_influence"].to_numpy()[held_out], 0.0)
+    assert table["leverage"].iloc[held_out].isna().all()
+    # never negative (NaN where damping 0 leaves a row's removal undetermined)
+    assert not (table["cooks_distance"].iloc[rows] < 0).any()
 
 
 def test_net_is_not_mutated(wine):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,34 +56,48 @@ def _row_block(adapter: Any, batch_size: int | None) -> int:
     return chunk_size(max(width, adapter.n_train), batch_size)
 
 
+@dataclass
+class NewtonTerms:
+    """The pieces of the Newton step for a block of ``b`` training rows.
+
+    ``n dtheta_i = H^{-1} g_i + HJ_i^T a_i`` (``Hg`` only when asked for).
+    """
+
+    G: NDArray  #: (b, p) the rows' training gradients g_i
+    J: NDArray  #: (b, K, p) output Jacobians
+    M: NDArray  #: (b, K, K) weighted output Hessians
+    HJ: NDArray  #: (b, K, p) H^{-1} J_i^T, one column per output
+    C: NDArray  #: (b, K, K) J_i H^{-1} J_i^T
+    a: NDArray  #: (b, K) correction coefficients (NaN: leverage 1)
+    Hg: NDArray | None  #: (b, p) H^{-1} g_i
+
+    def steps(self) -> NDArray:
+        """``n dtheta_i`` per row, (b, p)."""
+        return self.Hg + np.einsum("bkp,bk->bp", self.HJ, self.a)
+
+    def leverage(self, n: int) -> NDArray:
+        """``h_i = tr(M_i C_i) / n``, (b,)."""
+        return np.einsum("bkl,blk->b", self.M, self.C) / n
+
+
 def newton_terms(
     adapter: Any,
     backend: Any,
     rows: Any,
     *,
     train_gradient: str = "loss",
-) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    """The pieces of the Newton step for a block of training rows.
-
-    Returns
-    -------
-    Hg : ndarray of shape (b, p)
-        ``H^{-1} g_i`` (first order, times ``n``).
-    HJ : ndarray of shape (b, K, p)
-        ``H^{-1} J_i^T``, one column per output.
-    a : ndarray of shape (b, K)
-        The correction coefficients: ``n dtheta_i = Hg_i + HJ_i^T a_i``.
-    J : ndarray of shape (b, K, p)
-        The rows' output Jacobians.
-    """
+    with_step: bool = True,
+) -> NewtonTerms:
+    """The Newton step's pieces for ``rows``: ``K`` solves per row, plus one
+    for ``H^{-1} g_i`` when ``with_step`` (pairwise scores do not need it:
+    ``J_i H^{-1} g_i = (H^{-1} J_i^T)^T g_i`` since ``H`` is symmetric)."""
     n, p = adapter.n_train, adapter.n_params
     G = adapter.train_grads(rows, total=train_gradient == "total")
     J, M = adapter.row_curvature(rows)
     b, K, _ = J.shape
-    Hg = backend.solve(G.T).T
     HJ = backend.solve(J.reshape(b * K, p).T).T.reshape(b, K, p)
     C = np.einsum("bkp,blp->bkl", J, HJ)
-    Jv = np.einsum("bkp,bp->bk", J, Hg)
+    Jv = np.einsum("bkp,bp->bk", HJ, G)
     A = np.eye(K) - C @ M / n
     # a row whose removal leaves the parameters undetermined (leverage 1)
     singular = np.linalg.svd(A, compute_uv=False).min(axis=1) < _SINGULAR
@@ -90,7 +105,8 @@ def newton_terms(
     a = np.linalg.solve(A, Jv[:, :, None])[:, :, 0] / n
     a[singular] = np.nan
     a = np.einsum("bkl,bl->bk", M, a)
-    return Hg, HJ, a, J
+    Hg = backend.solve(G.T).T if with_step else None
+    return NewtonTerms(G=G, J=J, M=M, HJ=HJ, C=C, a=a, Hg=Hg)
 
 
 def _row_blocks(adapter, batch_size, verbose, desc) -> Iterator[slice]:
@@ -123,8 +139,8 @@ def newton_parameter_change(
     idx = check_indices(indices, adapter.n_train)
     if idx.size == 0:
         return np.empty((0, adapter.n_params))
-    Hg, HJ, a, _ = newton_terms(adapter, backend, idx, train_gradient=train_gradient)
-    out = (Hg + np.einsum("bkp,bk->bp", HJ, a)) / adapter.n_train
+    terms = newton_terms(adapter, backend, idx, train_gradient=train_gradient)
+    out = terms.steps() / adapter.n_train
     _warn_if_undetermined(out, "parameter_change")
     return out
 
@@ -143,12 +159,12 @@ def newton_self_influence(
     _require_rows(adapter, "method='newton'")
     out = np.empty(adapter.n_train)
     for t in _row_blocks(adapter, batch_size, verbose, "self-influence (Newton)"):
-        Hg, HJ, a, _ = newton_terms(adapter, backend, t, train_gradient=train_gradient)
+        terms = newton_terms(adapter, backend, t, train_gradient=train_gradient)
         if target == "loss":
-            G = adapter.train_grads(t)
+            F = adapter.train_grads(t) if train_gradient == "total" else terms.G
         else:
-            G = adapter.train_prediction_grads(t)
-        out[t] = np.einsum("bp,bp->b", G, Hg + np.einsum("bkp,bk->bp", HJ, a))
+            F = adapter.train_prediction_grads(t)
+        out[t] = np.einsum("bp,bp->b", F, terms.steps())
     _warn_if_undetermined(out, "self_influence")
     return out
 
@@ -169,11 +185,11 @@ def newton_pairwise(
     _require_rows(adapter, "method='newton'")
     Q = backend.solve(Gq.T).T  # (m, p)
     S = np.empty((len(Gq), adapter.n_train))
-    total = train_gradient == "total"
     for t in _row_blocks(adapter, batch_size, verbose, "influence (Newton)"):
-        _, _, a, J = newton_terms(adapter, backend, t, train_gradient=train_gradient)
-        G = adapter.train_grads(t, total=total)
-        S[:, t] = Q @ G.T + np.einsum("mp,bkp,bk->mb", Q, J, a)
+        terms = newton_terms(
+            adapter, backend, t, train_gradient=train_gradient, with_step=False
+        )
+        S[:, t] = Q @ terms.G.T + np.einsum("mp,bkp,bk->mb", Q, terms.J, terms.a)
     _warn_if_undetermined(S.T, "influence")
     return S
 
@@ -213,12 +229,13 @@ def regression_diagnostics(
     models with several outputs get the columns that do not need a scalar
     residual (the others are NaN).  See ``InfluenceScorer.diagnostics``.
     """
+    _require_rows(adapter, "The leverage")
     n, p = adapter.n_train, adapter.n_params
-    h = generalized_leverage(adapter, backend, batch_size=batch_size, verbose=verbose)
-    dtheta = np.empty((n, p))
+    h, dtheta = np.empty(n), np.empty((n, p))
     for t in _row_blocks(adapter, batch_size, verbose, "Newton removal"):
-        Hg, HJ, a, _ = newton_terms(adapter, backend, t, train_gradient=train_gradient)
-        dtheta[t] = (Hg + np.einsum("bkp,bk->bp", HJ, a)) / n
+        terms = newton_terms(adapter, backend, t, train_gradient=train_gradient)
+        h[t] = terms.leverage(n)
+        dtheta[t] = terms.steps() / n
     out = {"leverage": h, "dfbeta": -dtheta}
     nan = np.full(n, np.nan)
     parts = None

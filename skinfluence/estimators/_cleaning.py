@@ -234,7 +234,9 @@ class NoisyLabelDetector(_InfluenceCleaner):
         detector); ``"loss"``: the training loss (the baseline);
         ``"validation_influence"``: harm to the mean loss of the trusted
         validation set ``(X_val, y_val)`` -- how much removing the point would
-        lower it (without a validation set, the training set stands in);
+        lower it.  It needs ``X_val`` and ``y_val``: without them ``fit``
+        raises ``ValueError`` (the training set standing in ranks its own
+        flipped labels no better than chance);
         ``"tracin"``: TracIn's self-influence ``sum_k lr_k ||g_i(theta_k)||^2``
         over checkpoints saved during training (skorch nets fitted with the
         :class:`~skinfluence.TracInCheckpoints` callback); ``"vm"`` and
@@ -410,6 +412,13 @@ class NoisyLabelDetector(_InfluenceCleaner):
                 a_val, b_val, X, np.asarray(y), verbose=self.verbose
             )
         else:
+            if X_val is None and y_val is None:
+                raise ValueError(
+                    "method='validation_influence' needs a trusted validation set: "
+                    "pass X_val and y_val to fit (on the training set itself it "
+                    "ranks flipped labels no better than chance), or use "
+                    "method='self_influence'."
+                )
             Xv, yv = self._validation_set(X, y, X_val, y_val)
             scores = -influence_on_mean_loss(a, backend, Xv, yv)
         self.scores_ = np.asarray(scores, dtype=float)
@@ -456,9 +465,10 @@ class Relabeler(_InfluenceCleaner):
 
     ``method="label_influence"``: for every training point and every
     alternative class, label-change influence predicts the change of the mean
-    loss on the trusted validation set ``(X_val, y_val)`` (the training set
-    stands in without one, which is much weaker: prefer a clean validation
-    set).  The suspects are the ``max_fraction`` most self-influential points;
+    loss on the trusted validation set ``(X_val, y_val)``.  Without one the
+    training set stands in, which is much weaker (it lowered test accuracy
+    in a measured case), so ``fit`` warns (``UserWarning``): pass a clean
+    validation set.  The suspects are the ``max_fraction`` most self-influential points;
     each is relabelled to its best alternative if that is predicted to lower
     the validation loss (gain > 0).
 
@@ -567,6 +577,15 @@ class Relabeler(_InfluenceCleaner):
         if not scorer.adapter_.is_classifier:
             raise ValueError("Relabeler needs a classifier.")
         if self.method == "label_influence":
+            if X_val is None and y_val is None:
+                warnings.warn(
+                    "Relabeler(method='label_influence') was given no validation "
+                    "set, so the training set judges its own labels and the "
+                    "relabelling can lower test accuracy. Pass a trusted X_val and "
+                    "y_val to fit, or use method='vm'/'fvm' with one.",
+                    UserWarning,
+                    stacklevel=3,
+                )
             Xv, yv = self._validation_set(X, y, X_val, y_val)
             R = label_change_on_mean_loss(scorer.adapter_, scorer.curvature_, Xv, yv)
             best = np.argmin(R, axis=1)

@@ -206,7 +206,11 @@ def batched_cg(
         P[:, idx] = R[:, idx] + (rs_new / rs[idx]) * P[:, idx]
         rs[idx] = rs_new
         if not np.all(np.isfinite(rs_new)):
-            raise FloatingPointError("CG produced non-finite residuals.")
+            raise ValueError(
+                "CG produced non-finite residuals: the curvature products or "
+                "the gradients overflow. Check that the model's parameters and "
+                "data are finite, add damping, or use curvature='exact'."
+            )
         active[idx] = ~(rs_new <= target[idx])
     converged = ~active & ~negative
     if truncate:

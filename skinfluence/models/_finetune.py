@@ -181,16 +181,33 @@ class Finetuner(BaseEstimator):
             velocity = self.momentum * velocity + g
             theta = theta - self.lr * velocity
             if not np.all(np.isfinite(theta)):
-                raise FloatingPointError(
-                    "Fine-tuning diverged; lower the finetuner's lr."
+                raise ValueError(
+                    f"Fine-tuning diverged (non-finite parameters) with "
+                    f"lr={self.lr}; lower the finetuner's lr (e.g. "
+                    f"Finetuner(lr={self.lr / 10:g}))."
                 )
         tuned = tuned.with_params(theta)
-        full = tuned.batch_objective_grad(theta, slice(None))
-        info = {
-            "loss_before": loss_before,
-            "loss_after": float(np.mean(tuned.loss(X, y))),
-            "grad_norm": float(np.linalg.norm(full)),
-        }
+        with np.errstate(all="ignore"):
+            full = tuned.batch_objective_grad(theta, slice(None))
+            info = {
+                "loss_before": loss_before,
+                "loss_after": float(np.mean(tuned.loss(X, y))),
+                "grad_norm": float(np.linalg.norm(full)),
+            }
+        # fine-tuning from the training optimum should lower the validation
+        # loss; a run that multiplied it (or overflowed) diverged, and scores
+        # at that point would look finite but mean nothing
+        after = info["loss_after"]
+        if not (np.isfinite(after) and np.isfinite(info["grad_norm"])) or (
+            after > 2 * loss_before + 1e-12
+        ):
+            raise ValueError(
+                f"Fine-tuning diverged: the mean loss on the data it was tuned on "
+                f"went from {loss_before:.3g} to {after:.3g} (final gradient norm "
+                f"{info['grad_norm']:.3g}) with lr={self.lr}; lower the "
+                f"finetuner's lr (e.g. Finetuner(lr={self.lr / 10:g})) or its "
+                "momentum."
+            )
         return tuned, info
 
 

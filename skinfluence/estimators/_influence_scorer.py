@@ -25,6 +25,7 @@ from sklearn.utils import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._constants import STATIONARITY_ATOL
 from ..curvature import CURVATURES, make_curvature
 from ..influence import (
     TARGETS,
@@ -34,6 +35,7 @@ from ..influence import (
     newton_pairwise,
     newton_parameter_change,
     newton_self_influence,
+    optimum_error,
     pairwise_influence,
     parameter_change,
     query_grads,
@@ -434,6 +436,13 @@ class InfluenceScorer(
                 " is computed in float64 numpy on the CPU. Leave dtype=None and "
                 "device=None."
             ) from exc
+        if not np.all(np.isfinite(self.adapter_.params())):
+            raise ValueError(
+                f"The fitted {type(self.estimator_).__name__} has non-finite "
+                "parameters (NaN or inf), so it has no gradients or curvature to "
+                "take influence from. Refit it (lower its learning rate, scale the "
+                "features, or add regularisation) and check the data are finite."
+            )
         self.n_train_ = self.adapter_.n_train
         # the DataFrame index of the training rows, for diagnostics()
         self._train_index = getattr(X, "index", None)
@@ -446,7 +455,22 @@ class InfluenceScorer(
         )
         self.curvature_.fit(self.adapter_, damping=self.damping, verbose=self.verbose)
         self.grad_norm_, grad_scale = stationarity(self.adapter_, self.batch_size)
-        warn_if_not_stationary(self.grad_norm_, grad_scale)
+        if grad_scale <= STATIONARITY_ATOL and (
+            self.adapter_.n_train <= self.adapter_.n_params
+        ):
+            raise ValueError(
+                f"{type(self.estimator_).__name__} interpolates its "
+                f"{self.adapter_.n_train} training rows with "
+                f"{self.adapter_.n_params} parameters: every training gradient is "
+                "zero, so first-order influence is 0 for every point while "
+                "actually removing one changes the fit. Use a penalised model "
+                "(e.g. Ridge(alpha>0), LogisticRegression(C<inf)) or fewer "
+                "features than rows."
+            )
+        step = signal = None
+        if self.grad_norm_ > STATIONARITY_ATOL and not _is_stochastic(self.curvature_):
+            step, signal = optimum_error(self.adapter_, self.curvature_)
+        warn_if_not_stationary(self.grad_norm_, grad_scale, step, signal)
         self.train_gradient_ = self.train_gradient
         if self.train_gradient == "auto":
             self.train_gradient_ = self.adapter_.removal_gradient

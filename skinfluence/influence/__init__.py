@@ -6,6 +6,7 @@ solves, never which model or backend it has.
 
 from ._core import (
     TARGETS,
+    optimum_error,
     pairwise_influence,
     parameter_change,
     query_grads,
@@ -52,6 +53,7 @@ __all__ = [
     "query_grads",
     "self_influence",
     "self_prediction_influence",
+    "optimum_error",
     "stationarity",
     "tracin_pairwise",
     "tracin_self_influence",

@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._constants import STATIONARITY_ATOL, STATIONARITY_RTOL
+from .._constants import (
+    NEWTON_STATIONARITY_RTOL,
+    STATIONARITY_ATOL,
+    STATIONARITY_RTOL,
+)
 from ..exceptions import NotAtOptimumWarning
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
@@ -125,6 +129,8 @@ def parameter_change(
 ) -> NDArray:
     """Predicted ``theta_{-i} - theta`` for each listed point, shape (k, p)."""
     idx = check_indices(indices, adapter.n_train)
+    if idx.size == 0:
+        return np.zeros((0, adapter.n_params))
     G = adapter.train_grads(idx, total=train_gradient == "total")
     return backend.solve(G.T).T / adapter.n_train
 
@@ -144,12 +150,57 @@ def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, fl
     return float(np.linalg.norm(adapter.objective_grad())), scale
 
 
-def warn_if_not_stationary(grad_norm: float, grad_scale: float) -> None:
+def optimum_error(adapter: Any, backend: Any, n_rows: int = 8) -> tuple[float, float]:
+    """How far the fit is from the optimum, against the shifts influence predicts.
+
+    One Newton step ``d = H^{-1} grad J`` is the distance to the optimum to
+    first order; a removal moves the parameters by ``H^{-1} g_i / n``.  Both
+    are measured in the ``H`` norm: ``sqrt(grad J^T d)`` against the
+    root-mean-square ``sqrt(g_i^T H^{-1} g_i) / n`` over ``n_rows`` evenly
+    spaced training rows.  Their ratio is the relative error the
+    non-stationarity puts into every parameter shift and influence score; a
+    relative gradient test (``||grad J||`` against the per-sample gradients)
+    misses it when ``H`` is ill-conditioned (e.g. ``LogisticRegression(C=inf)``
+    at its default ``tol``).
+    """
+    gJ = np.asarray(adapter.objective_grad(), dtype=float).reshape(-1)
+    d = np.asarray(backend.solve(gJ[:, None]), dtype=float).reshape(-1)
+    n = adapter.n_train
+    rows = np.unique(np.linspace(0, n - 1, min(n, n_rows)).astype(np.intp))
+    G = np.asarray(adapter.train_grads(rows), dtype=float)
+    Z = np.asarray(backend.solve(G.T), dtype=float)
+    signal = float(np.sqrt(max(np.mean(np.sum(G.T * Z, axis=0)), 0.0))) / n
+    return float(np.sqrt(max(float(gJ @ d), 0.0))), signal
+
+
+def warn_if_not_stationary(
+    grad_norm: float,
+    grad_scale: float,
+    step: float | None = None,
+    signal: float | None = None,
+) -> None:
     """Warn when the objective gradient is large relative to per-sample ones.
 
-    An absolute floor keeps exact fits (all gradients ~ 0) quiet.
+    An absolute floor keeps exact fits (all gradients ~ 0) quiet.  With
+    ``step`` and ``signal`` (from :func:`optimum_error`) it also warns when the
+    Newton step to the optimum exceeds ``NEWTON_STATIONARITY_RTOL`` times a
+    typical removal shift: the results would be off by that fraction.
     """
-    if grad_norm > max(STATIONARITY_RTOL * grad_scale, STATIONARITY_ATOL):
+    far = step is not None and signal is not None and grad_norm > STATIONARITY_ATOL
+    far = far and step > NEWTON_STATIONARITY_RTOL * signal
+    if far:
+        warnings.warn(
+            f"The fitted model is not at an optimum of its training objective: "
+            f"one Newton step to the optimum ({step:.3g} in the curvature norm) is "
+            f"{step / signal:.2g} times a typical leave-one-out parameter shift "
+            f"({signal:.3g}), so influence is off by about that fraction. "
+            "Tighten the model's tol (e.g. tol=1e-10) or raise max_iter. A frozen "
+            "model fitted with sample_weight needs the same weights: pass "
+            "sample_weight to fit.",
+            NotAtOptimumWarning,
+            stacklevel=3,
+        )
+    elif grad_norm > max(STATIONARITY_RTOL * grad_scale, STATIONARITY_ATOL):
         warnings.warn(
             f"The fitted model is not at an optimum of its training objective: "
             f"||grad J|| = {grad_norm:.3g} vs a gradient scale (per-sample and "

@@ -293,6 +293,25 @@ class InfluenceScorer(
     ``S[j, i] / n_train_``; for ``f`` = a query loss, positive means ``i``
     helps ``j``.
 
+    What ``fit`` refuses or warns about (each tested in
+    ``tests/test_faults.py``):
+
+    - a model that interpolates its training rows (every per-sample gradient
+      zero with ``n_train <= n_params``, e.g. an unpenalised
+      ``LinearRegression`` with more features than rows): ``ValueError``.
+      First-order influence is then 0 for every point under every curvature
+      and damping, while actually removing a point moves the minimum-norm fit;
+      use a penalised model (``Ridge``) instead;
+    - a singular curvature otherwise (collinear features): the ``exact``
+      backend warns and uses the pseudo-inverse; add ``damping``;
+    - non-finite fitted parameters: ``ValueError``;
+    - a fit that is not at an optimum: ``NotAtOptimumWarning`` when
+      ``||grad J||`` is large against the per-sample gradients, or when one
+      Newton step ``H^{-1} grad J`` (in the curvature norm) exceeds a tenth of
+      a typical leave-one-out shift ``H^{-1} g_i / n`` -- the relative error
+      that the non-stationarity puts into the results (skipped for stochastic
+      backends).
+
     References
     ----------
     Koh, P. W. and Liang, P. "Understanding Black-box Predictions via

@@ -316,9 +316,9 @@ _wide = np.random.RandomState(4).randn(10, 20)
 _wide_y = np.random.RandomState(5).randn(10)
 row(
     "scorer-interpolating-more-features-than-rows",
-    Error(ValueError, "interpolates.*Ridge"),
+    Warn(UserWarning, "interpolates.*0 for every point.*Ridge"),
 )(lambda: InfluenceScorer(LinearRegression(), curvature="exact").fit(_wide, _wide_y))
-row("scorer-interpolating-cg", Error(ValueError, "interpolates"))(
+row("scorer-interpolating-cg", Warn(UserWarning, "interpolates"))(
     lambda: InfluenceScorer(LinearRegression(), curvature="cg").fit(_wide, _wide_y)
 )
 row("scorer-wide-ridge-is-exact", Result(_loo_matches))(
@@ -537,7 +537,7 @@ row(
         .fit(X0, y0)
     )
 )
-row("backend-exact-wide-interpolation", Error(ValueError, "interpolates"))(
+row("backend-exact-wide-interpolation", Warn(UserWarning, "interpolates"))(
     lambda: InfluenceScorer(LinearRegression(), curvature="exact").fit(
         _wide[:, :12], _wide_y
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -298,10 +299,12 @@ class InfluenceScorer(
 
     - a model that interpolates its training rows (every per-sample gradient
       zero with ``n_train <= n_params``, e.g. an unpenalised
-      ``LinearRegression`` with more features than rows): ``ValueError``.
+      ``LinearRegression`` with more features than rows): ``UserWarning``.
       First-order influence is then 0 for every point under every curvature
       and damping, while actually removing a point moves the minimum-norm fit;
-      use a penalised model (``Ridge``) instead;
+      use a penalised model (``Ridge``) instead.  It warns rather than
+      refuses so that tiny fits (one sample, scikit-learn's estimator checks)
+      still run;
     - a singular curvature otherwise (collinear features): the ``exact``
       backend warns and uses the pseudo-inverse; add ``damping``;
     - non-finite fitted parameters: ``ValueError``;
@@ -477,14 +480,17 @@ class InfluenceScorer(
         if grad_scale <= STATIONARITY_ATOL and (
             self.adapter_.n_train <= self.adapter_.n_params
         ):
-            raise ValueError(
-                f"{type(self.estimator_).__name__} interpolates its "
-                f"{self.adapter_.n_train} training rows with "
-                f"{self.adapter_.n_params} parameters: every training gradient is "
-                "zero, so first-order influence is 0 for every point while "
-                "actually removing one changes the fit. Use a penalised model "
-                "(e.g. Ridge(alpha>0), LogisticRegression(C<inf)) or fewer "
-                "features than rows."
+            warnings.warn(
+                f"{type(self.estimator_).__name__} interpolates its training data "
+                f"({self.adapter_.n_train} samples, {self.adapter_.n_params} "
+                "parameters): every training gradient is zero, so first-order "
+                "influence is 0 for every point (under any curvature or damping) "
+                "while actually removing one changes the fit. Do not read these "
+                "results as leave-one-out effects: use a penalised model (e.g. "
+                "Ridge(alpha>0), LogisticRegression(C<inf)) or more rows than "
+                "parameters.",
+                UserWarning,
+                stacklevel=2,
             )
         step = signal = None
         if self.grad_norm_ > STATIONARITY_ATOL and not _is_stochastic(self.curvature_):

@@ -310,10 +310,10 @@ class InfluenceScorer(
     - non-finite fitted parameters: ``ValueError``;
     - a fit that is not at an optimum: ``NotAtOptimumWarning`` when
       ``||grad J||`` is large against the per-sample gradients, or when one
-      Newton step ``H^{-1} grad J`` (in the curvature norm) exceeds a tenth of
-      a typical leave-one-out shift ``H^{-1} g_i / n`` -- the relative error
-      that the non-stationarity puts into the results (skipped for stochastic
-      backends).
+      Newton step ``H^{-1} grad J`` (in the curvature norm) exceeds a typical
+      leave-one-out shift ``H^{-1} g_i / n``: the fit is then farther from
+      its optimum than removing a point moves it, so retraining cannot
+      confirm the scores (skipped for stochastic backends).
 
     References
     ----------

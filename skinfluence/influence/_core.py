@@ -150,18 +150,20 @@ def stationarity(adapter: Any, batch_size: int | None = None) -> tuple[float, fl
     return float(np.linalg.norm(adapter.objective_grad())), scale
 
 
-def optimum_error(adapter: Any, backend: Any, n_rows: int = 8) -> tuple[float, float]:
+def optimum_error(adapter: Any, backend: Any, n_rows: int = 32) -> tuple[float, float]:
     """How far the fit is from the optimum, against the shifts influence predicts.
 
     One Newton step ``d = H^{-1} grad J`` is the distance to the optimum to
     first order; a removal moves the parameters by ``H^{-1} g_i / n``.  Both
     are measured in the ``H`` norm: ``sqrt(grad J^T d)`` against the
     root-mean-square ``sqrt(g_i^T H^{-1} g_i) / n`` over ``n_rows`` evenly
-    spaced training rows.  Their ratio is the relative error the
-    non-stationarity puts into every parameter shift and influence score; a
+    spaced training rows.  A ratio above 1 says the fit is farther from its
+    optimum than removing a typical point moves it: retraining differs from
+    the model mostly by the unfinished optimisation, and the scores, taken at
+    the wrong point, shift too (a few percent in the measured cases).  A
     relative gradient test (``||grad J||`` against the per-sample gradients)
-    misses it when ``H`` is ill-conditioned (e.g. ``LogisticRegression(C=inf)``
-    at its default ``tol``).
+    misses this when ``H`` is ill-conditioned (e.g.
+    ``LogisticRegression(C=np.inf)`` at its default ``tol``).
     """
     gJ = np.asarray(adapter.objective_grad(), dtype=float).reshape(-1)
     d = np.asarray(backend.solve(gJ[:, None]), dtype=float).reshape(-1)
@@ -193,7 +195,9 @@ def warn_if_not_stationary(
             f"The fitted model is not at an optimum of its training objective: "
             f"one Newton step to the optimum ({step:.3g} in the curvature norm) is "
             f"{step / signal:.2g} times a typical leave-one-out parameter shift "
-            f"({signal:.3g}), so influence is off by about that fraction. "
+            f"({signal:.3g}), so retraining would move the model more by finishing "
+            "the optimisation than by removing a point, and the scores are taken "
+            "away from the optimum they assume. "
             "Tighten the model's tol (e.g. tol=1e-10) or raise max_iter. A frozen "
             "model fitted with sample_weight needs the same weights: pass "
             "sample_weight to fit.",

@@ -313,7 +313,8 @@ class InfluenceScorer(
       Newton step ``H^{-1} grad J`` (in the curvature norm) exceeds a typical
       leave-one-out shift ``H^{-1} g_i / n``: the fit is then farther from
       its optimum than removing a point moves it, so retraining cannot
-      confirm the scores (skipped for stochastic backends).
+      confirm the scores (skipped for stochastic backends and for networks,
+      which are never at one optimum: PBRF is their reference).
 
     References
     ----------
@@ -493,7 +494,12 @@ class InfluenceScorer(
                 stacklevel=2,
             )
         step = signal = None
-        if self.grad_norm_ > STATIONARITY_ATOL and not _is_stochastic(self.curvature_):
+        # the Newton-step check (33 extra solves) is for convex models, whose
+        # refits are the ground truth; a network is never at one optimum, its
+        # reference is PBRF, and a CG solve on one can take seconds
+        convex = getattr(self.adapter_, "is_convex", True)  # optional member
+        deterministic = not _is_stochastic(self.curvature_)
+        if self.grad_norm_ > STATIONARITY_ATOL and deterministic and convex:
             step, signal = optimum_error(self.adapter_, self.curvature_)
         warn_if_not_stationary(self.grad_norm_, grad_scale, step, signal)
         self.train_gradient_ = self.train_gradient

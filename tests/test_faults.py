@@ -21,6 +21,8 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -889,6 +891,94 @@ row("torch-regressor-indices-2d", Error(ValueError, "1-D"))(
         InfluenceScorer(_tr(weight_decay=0.01))
         .fit(Xr0, yr0)
         .parameter_change(np.zeros((1, 2), int))
+    )
+)
+
+
+# --------------------------------------------------------------------------
+# memory and concurrency
+# --------------------------------------------------------------------------
+
+
+@contextmanager
+def _dense_budget(nbytes):
+    from skinfluence import _constants
+
+    old = _constants.DENSE_MEMORY_BUDGET_BYTES
+    _constants.DENSE_MEMORY_BUDGET_BYTES = nbytes
+    try:
+        yield
+    finally:
+        _constants.DENSE_MEMORY_BUDGET_BYTES = old
+
+
+def _over_budget(curvature, model=None):
+    def run():
+        with _dense_budget(64):  # fewer bytes than any dense p x p here
+            InfluenceScorer(model or _lr(), curvature=curvature).fit(X0, y0)
+
+    return run
+
+
+for _name in ("exact", "ggn"):
+    row(f"memory-dense-{_name}-over-budget", Error(ValueError, "dense memory budget"))(
+        _over_budget(_name)
+    )
+row("memory-torch-ggn-over-budget", Error(ValueError, "CGCurvature.operator='ggn'"))(
+    lambda: _over_budget("ggn", _tc())()
+)
+
+
+def _matrix_free_within_budget():
+    with _dense_budget(64):
+        cg = InfluenceScorer(_lr(), curvature="cg").fit(X0, y0).influence(X0, y0)
+    return cg, scorer().influence(X0, y0)
+
+
+row(
+    "memory-cg-fits-where-dense-is-refused",
+    Result(lambda p: assert_allclose(p[0], p[1], rtol=1e-4, atol=1e-6)),
+)(_matrix_free_within_budget)
+row(
+    "memory-batch-size-1-equals-default",
+    Result(lambda p: assert_allclose(p[0], p[1], rtol=1e-10, atol=1e-12)),
+)(
+    lambda: (
+        InfluenceScorer(_lr(), batch_size=1).fit(X0, y0).influence(X0, y0),
+        scorer().influence(X0, y0),
+    )
+)
+
+
+def _threads_vs_sequential(make):
+    def run():
+        fitted = make()
+        sequential = [fitted.influence(X0[i : i + 3], y0[i : i + 3]) for i in range(8)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [
+                pool.submit(fitted.influence, X0[i : i + 3], y0[i : i + 3])
+                for i in range(8)
+            ]
+            concurrent = [f.result() for f in futures]
+        return sequential, concurrent
+
+    return run
+
+
+def _same_lists(p):
+    for a, b in zip(*p, strict=True):
+        assert_allclose(a, b, rtol=0, atol=0)
+
+
+row("concurrency-threads-linear-exact", Result(_same_lists))(
+    _threads_vs_sequential(scorer)
+)
+row("concurrency-threads-linear-cg", Result(_same_lists))(
+    _threads_vs_sequential(lambda: InfluenceScorer(_lr(), curvature="cg").fit(X0, y0))
+)
+row("concurrency-threads-torch-ggn", Result(_same_lists))(
+    _threads_vs_sequential(
+        lambda: InfluenceScorer(_tc(weight_decay=1e-2), curvature="ggn").fit(X0, y0)
     )
 )
 

@@ -15,7 +15,6 @@ from ._core import (
     warn_if_not_stationary,
 )
 from ._newton import (
-    generalized_leverage,
     newton_pairwise,
     newton_parameter_change,
     newton_self_influence,
@@ -38,7 +37,6 @@ from ._questions import (
 
 __all__ = [
     "TARGETS",
-    "generalized_leverage",
     "newton_pairwise",
     "newton_parameter_change",
     "newton_self_influence",

@@ -194,26 +194,6 @@ def newton_pairwise(
     return S
 
 
-def generalized_leverage(
-    adapter: Any,
-    backend: Any,
-    *,
-    batch_size: int | None = None,
-    verbose: int = 0,
-) -> NDArray:
-    """``h_i = tr(M_i J_i (H + damping I)^{-1} J_i^T) / n``, (n,)."""
-    _require_rows(adapter, "The leverage")
-    n, p = adapter.n_train, adapter.n_params
-    out = np.empty(n)
-    for t in _row_blocks(adapter, batch_size, verbose, "leverage"):
-        J, M = adapter.row_curvature(t)
-        b, K, _ = J.shape
-        HJ = backend.solve(J.reshape(b * K, p).T).T.reshape(b, K, p)
-        C = np.einsum("bkp,blp->bkl", J, HJ)
-        out[t] = np.einsum("bkl,blk->b", M, C) / n
-    return out
-
-
 def regression_diagnostics(
     adapter: Any,
     backend: Any,

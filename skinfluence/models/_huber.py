@@ -41,7 +41,7 @@ from sklearn.utils import check_array
 
 from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
 from ._base import make_adapter
-from ._linear import model_features, with_intercept_column
+from ._linear import _sample_weight, model_features, with_intercept_column
 
 
 class HuberAdapter:
@@ -109,16 +109,10 @@ class HuberAdapter:
         self.n_train = n
         self.fit_intercept = bool(estimator.fit_intercept)
         self.epsilon = float(estimator.epsilon)
-        self.sample_weight = None
-        self.weights = np.ones(n)
-        if sample_weight is not None:
-            self.sample_weight = np.asarray(sample_weight, dtype=np.float64).ravel()
-            if len(self.sample_weight) != n:
-                raise ValueError(
-                    f"sample_weight has {len(self.sample_weight)} entries for {n} "
-                    "training rows."
-                )
-            self.weights = self.sample_weight.copy()
+        self.sample_weight = _sample_weight(sample_weight, n)
+        self.weights = (
+            np.ones(n) if sample_weight is None else self.sample_weight.copy()
+        )
         theta = [np.asarray(estimator.coef_, dtype=np.float64)]
         if self.fit_intercept:
             theta.append([float(estimator.intercept_)])

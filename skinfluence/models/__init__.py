@@ -11,8 +11,10 @@ import torch on first access; the linear path never does.
 
 from ._base import encode_labels, make_adapter, supported_estimators
 from ._contract import (
+    CurvatureSampler,
     DenseCurvature,
     GGNDiagonal,
+    GradientProducts,
     HessianDiagonal,
     InputGradients,
     KroneckerStatistics,
@@ -51,9 +53,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "FISHER_TYPES",
+    "CurvatureSampler",
     "DenseCurvature",
     "Finetuner",
     "GGNDiagonal",
+    "GradientProducts",
     "HessianDiagonal",
     "HuberAdapter",
     "InputGradients",

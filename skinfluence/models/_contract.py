@@ -23,7 +23,11 @@ What only some models can do is a separate capability, each a small
 * :class:`TrainingCheckpoints`: ``method="tracin"``;
 * :class:`RowCurvature`: ``method="newton"``, ``diagnostics()`` (leverage);
 * :class:`ResidualDiagnostics`, :class:`NamedParameters`: the residual and
-  ``dfbeta_<name>`` columns of ``diagnostics()``.
+  ``dfbeta_<name>`` columns of ``diagnostics()``;
+* :class:`GradientProducts`: scores on sparse features without dense
+  gradient blocks;
+* :class:`CurvatureSampler`: sketched self-influence (``k`` solves instead
+  of one per training row).
 
 One optional attribute steers defaults: ``is_convex`` (``True`` when
 absent) says whether the training objective is convex in the parameters, so
@@ -316,6 +320,40 @@ class TrainingCheckpoints(Protocol):
         """The same model and data at the parameters ``theta``."""
 
 
+@runtime_checkable
+class GradientProducts(Protocol):
+    """Training gradients multiplied into a block without forming them.
+
+    A linear model on sparse features holds ``g_i = r_i (x) x~_i``; the
+    product ``G Q`` is then a sparse-times-dense product per output instead
+    of a dense ``(b, p)`` gradient block.
+    """
+
+    def train_grad_products(
+        self, Q: NDArray, rows: Any = slice(None), *, total: bool = False
+    ) -> NDArray:
+        """``train_grads(rows, total=total) @ Q`` of shape (b, k) for ``Q``
+        of shape (p, k)."""
+
+
+@runtime_checkable
+class CurvatureSampler(Protocol):
+    """Gaussian vectors whose covariance is the curvature (sketched solves).
+
+    ``z = sum_i J_i^T M_i^{1/2} e_i / sqrt(n) + sqrt(penalty) * u`` (plus the
+    flat-direction projector) with standard normal ``e_i`` and ``u`` has
+    covariance ``C``; then ``y = (C + damping I)^{-1} (z + sqrt(damping) v)``
+    has covariance ``(C + damping I)^{-1}`` and ``E[(g^T y)^2] = g^T (C +
+    damping I)^{-1} g``: self-influence from ``k`` solves instead of ``n``.
+    """
+
+    def curvature_sample(self, n_probes: int, random_state: Any = None) -> NDArray:
+        """Shape (p, n_probes): independent draws from ``N(0, C)``, ``C`` the
+        curvature the adapter's ``hessian_operator`` applies (damping
+        excluded); raises ``ValueError`` when ``C`` has no such factor (an
+        indefinite Hessian)."""
+
+
 #: Who has what, for error messages.
 @runtime_checkable
 class RowCurvature(Protocol):
@@ -385,6 +423,14 @@ _DESCRIPTIONS: dict[type, tuple[str, str]] = {
         f"{_LINEAR} and HuberAdapter",
     ),
     NamedParameters: ("parameter names (parameter_names)", f"{_BOTH} and HuberAdapter"),
+    GradientProducts: (
+        "training-gradient products without dense gradients (train_grad_products)",
+        _LINEAR,
+    ),
+    CurvatureSampler: (
+        "Gaussian draws with the curvature as covariance (curvature_sample)",
+        _LINEAR,
+    ),
     TrainingCheckpoints: (
         "training checkpoints (checkpoints, with_params)",
         "TorchAdapter of skorch nets fitted with the TracInCheckpoints callback",

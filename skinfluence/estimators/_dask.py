@@ -92,6 +92,23 @@ def _influence_task(
     )
 
 
+def _ship(obj, dask):
+    """Send ``obj`` to the workers once: broadcast to every worker when a
+    ``distributed`` client is active, else one key in the graph that every
+    block task depends on."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    # only when computations go to that client (not a scheduler set in config)
+    scheduler = dask.base.get_scheduler()
+    if client is None or getattr(scheduler, "__self__", None) is not client:
+        return dask.delayed(obj, pure=True)
+    return client.scatter(obj, broadcast=True)
+
+
 def _sum(*parts):
     return functools.reduce(operator.add, parts)
 
@@ -576,7 +593,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         dask, da = _import_dask()
-        factor_d = dask.delayed(self._factor, pure=True)
+        factor_d = _ship(self._factor, dask)
         return self._per_block(
             _self_influence_task, factor_d, lambda b: (b,), da, dask, axis=0
         )
@@ -620,7 +637,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
                 )
         Gq = np.asarray(query_grads(self._probe_adapter, X, y, target))
         Qinv = self._factor.solve(Gq.T)  # (p, m)
-        Qinv_d = dask.delayed(Qinv, pure=True)
+        Qinv_d = _ship(Qinv, dask)
         m = len(X)
         return self._per_block(
             _influence_task, Qinv_d, lambda b: (m, b), da, dask, axis=1

@@ -215,3 +215,37 @@ def test_sgd_mean_scale_penalty(client):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotAtOptimumWarning)  # SGD stops near it
         _compare(model, X, y, chunks=100)
+
+
+@pytest.mark.parametrize(
+    "model, kind",
+    [
+        (LogisticRegression(C=0.5), "binary"),
+        (Ridge(alpha=3.0), "real"),
+        (PoissonRegressor(alpha=0.1), "count"),
+    ],
+    ids=["logistic", "ridge", "poisson"],
+)
+def test_block_adapters_carry_the_whole_objective(model, kind):
+    # no cluster: adapters on row blocks with n_objective=n against the
+    # adapter on every row
+    from skinfluence.models import make_adapter
+
+    X, y, sw = _data(kind, n=90)
+    model.fit(X, y, sample_weight=sw)
+    whole = make_adapter(model, X, y, sample_weight=sw)
+    blocks = [slice(0, 20), slice(20, 65), slice(65, 90)]
+    parts = [
+        make_adapter(model, X[b], y[b], sample_weight=sw[b], n_objective=90)
+        for b in blocks
+    ]
+    H = sum(a.data_hessian_sum() for a in parts)
+    _close(H, whole.data_hessian_sum())
+    for a, b in zip(parts, blocks, strict=True):
+        # the total gradient (loss + the row's penalty share) is the whole's,
+        # also for a GLM, whose penalty scales with the total sample weight
+        _close(a.train_grads(total=True), whole.train_grads(b, total=True))
+        if kind != "count":
+            _close(a.penalty, whole.penalty)
+    unweighted = make_adapter(model, X[:20], y[:20], n_objective=90)
+    assert np.allclose(unweighted.penalty, make_adapter(model, X, y).penalty)

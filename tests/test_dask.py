@@ -177,6 +177,8 @@ def test_refusals(client):
     frozen = FrozenEstimator(model)
     with pytest.raises(TypeError, match="FrozenEstimator"):
         DaskInfluenceScorer(LogisticRegression()).fit(Xd, y)
+    with pytest.raises(ValueError, match="not fitted"):
+        DaskInfluenceScorer(FrozenEstimator(LogisticRegression())).fit(Xd, y)
     with pytest.raises(TypeError, match="dask.array"):
         DaskInfluenceScorer(frozen).fit(X, y)
     with pytest.raises(ValueError, match="rows"):
@@ -249,3 +251,36 @@ def test_block_adapters_carry_the_whole_objective(model, kind):
             _close(a.penalty, whole.penalty)
     unweighted = make_adapter(model, X[:20], y[:20], n_objective=90)
     assert np.allclose(unweighted.penalty, make_adapter(model, X, y).penalty)
+
+
+def test_singular_curvature_multioutput_and_string_labels(client):
+    from sklearn.linear_model import LinearRegression
+
+    X, y, _ = _data("real", n=150)
+    # a constant-zero feature and no penalty: H is exactly singular, both use
+    # the eigen pseudo-inverse with the same cut-off
+    Xs = np.hstack([X, np.zeros((len(X), 1))])
+    Y = np.column_stack([y, X[:, 1] - y])  # two targets
+    model = LinearRegression().fit(Xs, Y)
+    with pytest.warns(UserWarning, match="not positive definite"):
+        scorer = DaskInfluenceScorer(FrozenEstimator(model)).fit(
+            da.from_array(Xs, chunks=40), da.from_array(Y, chunks=(50, 1))
+        )
+    with pytest.warns(UserWarning, match="not positive definite"):
+        local = InfluenceScorer(FrozenEstimator(model), curvature="exact").fit(Xs, Y)
+    assert scorer.factorization_ == "eigen"
+    _close(scorer.self_influence().compute(), local.self_influence_)
+    _close(scorer.influence(Xs[:3], Y[:3]).compute(), local.influence(Xs[:3], Y[:3]))
+
+    labels = np.where(_data("binary", n=150)[1] == 1, "spam", "ham")
+    clf = LogisticRegression(tol=1e-12).fit(X, labels)
+    scorer = DaskInfluenceScorer(FrozenEstimator(clf)).fit(
+        da.from_array(X, chunks=40), labels
+    )
+    local = InfluenceScorer(FrozenEstimator(clf), curvature="exact").fit(X, labels)
+    assert list(scorer.classes_) == ["ham", "spam"]
+    _close(scorer.self_influence().compute(), local.self_influence_)
+    with pytest.raises(ValueError, match="not seen during fit"):
+        DaskInfluenceScorer(FrozenEstimator(clf)).fit(
+            da.from_array(X, chunks=40), np.where(labels == "ham", "eggs", labels)
+        )

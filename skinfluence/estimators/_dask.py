@@ -226,7 +226,11 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
     penalty ``1/(C n)``, ``alpha/n``), the class counts behind
     ``class_weight="balanced"``, the total sample weight a GLM normalises
     by.  The training arrays are kept (lazily) on the fitted object and read
-    again by every score request.  ``HuberRegressor`` (its scale is fitted
+    again by every score request.  ``class_weight="balanced"`` together
+    with ``sample_weight`` is refused (scikit-learn 1.9's
+    ``LogisticRegression`` counts the classes by sample weight, other models
+    and versions do not): refit with the explicit per-class dict.
+    ``HuberRegressor`` (its scale is fitted
     jointly with a penalty on the sum scale) and networks are not supported.
 
     Examples
@@ -313,6 +317,14 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
                 f"estimator={type(estimator).__name__}; fit the model (e.g. with "
                 "dask-ml, or on a sample) and pass FrozenEstimator(model)."
             )
+        check_is_fitted(
+            estimator.estimator,
+            msg=(
+                "The model inside the FrozenEstimator is not fitted; "
+                "DaskInfluenceScorer scores a fitted model. Fit %(name)s on the "
+                "training set first, then freeze it."
+            ),
+        )
         X = self._check_X(X, da)
         rows = X.chunks[0]
         n = int(X.shape[0])

@@ -309,6 +309,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         self : DaskInfluenceScorer
         """
         dask, da = _import_dask()
+        self.__dict__.pop("classes_", None)  # a refit keeps no stale state
         estimator = self.estimator
         if not isinstance(estimator, FrozenEstimator):
             raise TypeError(

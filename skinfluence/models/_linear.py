@@ -537,6 +537,11 @@ class LinearAdapter:
     batch_size, verbose : ignored
         Accepted for a uniform adapter interface; closed forms here are
         vectorised over all rows.
+    n_objective : int or None, default=None
+        The ``n`` the training objective divides by, when these rows are one
+        block of a larger training set (the penalty ``1/(C n)``, ``alpha/n``
+        and each row's penalty share are the whole set's); ``None``: the
+        number of rows given.
 
     Attributes
     ----------
@@ -560,6 +565,7 @@ class LinearAdapter:
         sample_weight: ArrayLike | None = None,
         batch_size: int | None = None,
         verbose: int = 0,
+        n_objective: int | None = None,
     ) -> None:
         self.estimator = estimator
         self.preprocess = preprocess
@@ -567,9 +573,10 @@ class LinearAdapter:
         self.y = np.asarray(y)
         n, d = self.X_features.shape
         self.n_train = n
+        n_obj = n if n_objective is None else int(n_objective)
         est = estimator
         self.fit_intercept = bool(getattr(est, "fit_intercept", True))
-        spec = _objective(est, n)
+        spec = _objective(est, n_obj)
         self._spec = spec
         self._loss = spec.loss
         self.classes = spec.classes
@@ -590,9 +597,9 @@ class LinearAdapter:
             self.weights = self.weights * self.sample_weight
             if spec.share_by_weight:
                 total = self.sample_weight.sum()
-                self._share = self.sample_weight * n / total
+                self._share = self.sample_weight * n_obj / total
                 # the GLM penalty alpha sits on the normalised-weight scale
-                lam = lam * total / n
+                lam = lam * total / n_obj
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         if coef.shape[1] != d:
             raise ValueError(

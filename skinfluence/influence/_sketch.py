@@ -115,21 +115,24 @@ def sketched_self_influence(
 
     Notes
     -----
-    **When to use.** Self-influence of every training row with a matrix-free
-    curvature (``CGCurvature``) costs one solve per row exactly; the sketch
-    costs ``k`` solves (in lockstep blocks) plus ``n_probes / block`` passes
-    of training-gradient products, independent of ``n``.  Use it when ``n``
-    is large and the curvature is matrix-free (many parameters: text,
-    one-hot, many classes), and a relative error of ``sqrt(2 / k)`` per row
-    is acceptable: ranking rows by self-influence (noisy-label detection,
-    outliers) needs the ordering, which errors of 5-10 % barely change where
-    self-influence spans orders of magnitude.  Prefer the exact path when a
-    dense factor fits in memory (``ExactCurvature``: one Cholesky, one
-    triangular solve of all gradients, no error) or when ``n`` is below
-    about ``k`` (the exact per-row solves are then as cheap).  It needs a
-    positive semi-definite curvature that the model can sample: models whose
-    observed Hessian is indefinite (a Tweedie GLM away from its canonical
-    link) are refused.
+    **When to use.** With a matrix-free curvature (``CGCurvature``) exact
+    self-influence costs one solve per training row; the sketch costs
+    ``k`` solves (in lockstep blocks of probes) and one pass of
+    training-gradient products per block, however many rows there are.  Use
+    it when ``n`` is large, the curvature is matrix-free (many parameters:
+    text, one-hot, many classes) and a relative error of ``sqrt(2 / k)`` per
+    row is acceptable, as for ranking rows by self-influence (noisy labels,
+    outliers), which spans orders of magnitude.  Measured at ``n = 20,000``,
+    ``d = 50``, one thread (Spearman correlation with the exact values): binary
+    logistic regression, ``k = 100``, 0.3 s (0.998), against ~90 s for
+    per-row CG and 0.03 s for a dense Cholesky; 10 classes (``p = 510``),
+    ``k = 100``, 24 s (0.988), against ~6,500 s and 0.7 s.  Prefer the exact
+    path when a dense factor fits in memory (``ExactCurvature``: one
+    Cholesky, one triangular solve of all gradients, no error), or when
+    ``n`` is not much larger than ``k``.  The model must be able to sample
+    its curvature: an observed Hessian that is not positive semi-definite
+    (a Tweedie GLM with power above 2 or below 1 and the log link, or power
+    above 1 and the identity link) is refused.
 
     Memory: a block of probes ``(n_params, block)`` at a time; the samples
     allocate ``(n_train, n_outputs, block)``, sized like the matrix-free

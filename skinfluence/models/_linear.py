@@ -1295,7 +1295,7 @@ class LinearAdapter:
             if diagonal:
                 M = F[:, :, None] * E.transpose(1, 2, 0)  # (n, K, b)
             else:
-                M = np.einsum("ikl,jil->ikj", F, E, optimize=True)
+                M = np.matmul(F, E.transpose(1, 2, 0))  # (n, K, b): F_i e_i
             XtM = np.asarray(self._Xt.T @ M.reshape(n, K * b))  # (d~, K b)
             Z[:, start : start + b] = (
                 XtM.reshape(dt, K, b).transpose(1, 0, 2).reshape(p, b)

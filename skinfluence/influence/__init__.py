@@ -5,12 +5,15 @@ solves, never which model or backend it has.
 """
 
 from ._core import (
+    SELF_INFLUENCE_METHODS,
     TARGETS,
     optimum_error,
     pairwise_influence,
     parameter_change,
     query_grads,
     self_influence,
+    self_influence_plan,
+    self_influence_result,
     stationarity,
     warn_if_not_stationary,
 )
@@ -36,6 +39,7 @@ from ._questions import (
 )
 
 __all__ = [
+    "SELF_INFLUENCE_METHODS",
     "TARGETS",
     "newton_pairwise",
     "newton_parameter_change",
@@ -50,6 +54,8 @@ __all__ = [
     "parameter_change",
     "query_grads",
     "self_influence",
+    "self_influence_plan",
+    "self_influence_result",
     "self_prediction_influence",
     "optimum_error",
     "stationarity",

@@ -15,7 +15,7 @@ from joblib import parallel_config
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.datasets import make_classification
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LogisticRegression
 
 from skinfluence import (
     CleanedClassifier,

@@ -13,6 +13,7 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 
 from ..models import KroneckerLayer, KroneckerStatistics, require
+from ..utils._chunks import context_budget
 from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import CurvatureBackend, check_rhs
@@ -138,14 +139,18 @@ class _KroneckerCurvature(CurvatureBackend):
             instead="use 'cg' or 'ggn'",
         )
         layers = adapter.kronecker_layers()
-        check_dense_fits(
-            self.n_params_,
-            f"{name.upper()} factors",
-            blocks=[ly.n_in for ly in layers]
-            + [ly.n_out for ly in layers]
-            + [int(np.sqrt(2.0 * ly.n_in * ly.n_out)) + 1 for ly in layers],
-            budget=self.memory_budget_,
-        )
+        # per layer: the two factors, their eigenbases and the eigenvalues
+        # (checked against a budget the user set; none was checked before)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            root2 = np.sqrt(2.0)
+            check_dense_fits(
+                self.n_params_,
+                f"{name.upper()} factors",
+                blocks=[int(np.ceil(root2 * ly.n_in)) for ly in layers]
+                + [int(np.ceil(root2 * ly.n_out)) for ly in layers]
+                + [int(np.ceil(np.sqrt(ly.n_in * ly.n_out))) for ly in layers],
+                budget=self.memory_budget_,
+            )
         A = [np.zeros((ly.n_in, ly.n_in)) for ly in layers]
         S = [np.zeros((ly.n_out, ly.n_out)) for ly in layers]
         positions = [1] * len(layers)

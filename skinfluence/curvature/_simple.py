@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy import linalg
 
 from .._constants import AUTO_DAMPING_SCALE_EF
-from ..utils._chunks import chunk_size, chunks
+from ..utils._chunks import chunk_size, chunks, context_budget
 from ..utils._linalg import check_dense_fits
 from ._base import CurvatureBackend, DenseFactor, check_rhs, hessian_diagonal
 
@@ -154,14 +154,16 @@ class EFCurvature(CurvatureBackend):
     def _fit(self, adapter: Any) -> None:
         n, p = adapter.n_train, adapter.n_params
         # the gradients (n x p), and the p x p matrix when solved densely
-        check_dense_fits(
-            p,
-            "empirical Fisher",
-            blocks=[int(np.sqrt(float(n) * p)) + 1],
-            budget=self.memory_budget_,
-        )
-        if p <= n:
-            check_dense_fits(p, "empirical Fisher", budget=self.memory_budget_)
+        # (checked against a budget the user set; none was checked before)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            check_dense_fits(
+                p,
+                "empirical Fisher (the per-sample gradients)",
+                shape=(n, p),
+                budget=self.memory_budget_,
+            )
+            if p <= n:
+                check_dense_fits(p, "empirical Fisher", budget=self.memory_budget_)
         G = np.empty((n, p))
         for t in chunks(n, chunk_size(p, budget=self.memory_budget_)):
             G[t] = adapter.train_grads(t)

@@ -20,6 +20,7 @@ def check_dense_fits(
     *,
     blocks: list[int] | None = None,
     budget: int | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> None:
     """Refuse a dense ``p x p`` float64 matrix over the memory budget.
 
@@ -29,10 +30,14 @@ def check_dense_fits(
     ``skinfluence._constants.DENSE_MEMORY_BUDGET_BYTES``) and the
     matrix-free backends that fit, before anything is allocated.  With
     ``blocks`` (the sizes of dense diagonal blocks) their total is checked
-    instead, and the message names the largest block.
+    instead, and the message names the largest block; with ``shape`` a dense
+    ``shape[0] x shape[1]`` matrix (e.g. the per-sample gradients).
     """
     limit = dense_budget(budget)
-    if blocks is not None:
+    if shape is not None:
+        need = 8 * int(shape[0]) * int(shape[1])
+        shape = f"a {shape[0]} x {shape[1]} float64 matrix"
+    elif blocks is not None:
         need = 8 * sum(int(b) ** 2 for b in blocks)
         shape = f"{len(blocks)} blocks, the largest {max(blocks)} x {max(blocks)}"
     else:

@@ -345,3 +345,9 @@ def test_gradient_products_used(data, model, total):
     assert_allclose(S, ref, rtol=1e-12, atol=1e-15)
     _, truth = _dense_truth(model, X, y, Xq, yq, total=total)
     assert_allclose(S, truth, rtol=1e-8, atol=1e-12)
+
+
+def test_empirical_fisher_gradients_refused_over_budget(data, model):
+    X, y, _, _ = data  # 200 x 18 per-sample gradients: 28,800 bytes
+    with pytest.raises(ValueError, match="per-sample gradients.*memory_budget"):
+        InfluenceScorer(model, curvature="ef", memory_budget=20000).fit(X, y)

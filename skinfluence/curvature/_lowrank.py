@@ -11,6 +11,7 @@ from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh
 from sklearn.utils import check_random_state
 
+from ..utils._chunks import context_budget
 from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval
 from ._base import CurvatureBackend, check_rhs, hessian_diagonal
@@ -63,6 +64,14 @@ class LowRankCurvature(CurvatureBackend):
         p = adapter.n_params
         op = adapter.hessian_operator()
         k = min(self.rank, p)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            # Lanczos keeps 2k + 1 vectors of p (scipy's default ncv)
+            check_dense_fits(
+                p,
+                "low-rank curvature's Lanczos basis",
+                shape=(p, min(2 * k + 1, p)),
+                budget=self.memory_budget_,
+            )
         if k >= p - 1:
             check_dense_fits(
                 p, "low-rank curvature (rank >= p - 1)", budget=self.memory_budget_

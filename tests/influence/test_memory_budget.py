@@ -28,6 +28,7 @@ from skinfluence.curvature import (
     CGCurvature,
     CurvatureBackend,
     ExactCurvature,
+    LowRankCurvature,
     make_curvature,
 )
 from skinfluence.influence import pairwise_influence, self_influence
@@ -351,3 +352,11 @@ def test_empirical_fisher_gradients_refused_over_budget(data, model):
     X, y, _, _ = data  # 200 x 18 per-sample gradients: 28,800 bytes
     with pytest.raises(ValueError, match="per-sample gradients.*memory_budget"):
         InfluenceScorer(model, curvature="ef", memory_budget=20000).fit(X, y)
+
+
+def test_lowrank_basis_refused_over_budget(data, model):
+    X, y, _, _ = data  # p = 18, rank 5: 18 x 11 Lanczos vectors, 1,584 bytes
+    with pytest.raises(ValueError, match="Lanczos basis.*memory_budget"):
+        InfluenceScorer(
+            model, curvature=LowRankCurvature(rank=5), memory_budget=1500
+        ).fit(X, y)

@@ -428,10 +428,13 @@ def stationarity(
     """
     n, p = adapter.n_train, adapter.n_params
     share = max(1, block_budget(memory_budget) // n_workers(n_jobs))
-    blocks = list(chunks(n, chunk_size(2 * p, batch_size, budget=share)))
-    parts = map_blocks(
-        lambda t: float(np.sum(adapter.train_grads(t) ** 2)), blocks, n_jobs=n_jobs
-    )
+    blocks = list(chunks(n, chunk_size(p, batch_size, budget=share)))
+
+    def squares(t: slice) -> float:
+        G = adapter.train_grads(t)
+        return float(np.einsum("ij,ij->", G, G))  # no squared copy
+
+    parts = map_blocks(squares, blocks, n_jobs=n_jobs)
     sq = 0.0
     for part in parts:
         sq += part

@@ -15,12 +15,15 @@ from ._blockwise import (
     objective_gradient,
 )
 from ._core import (
+    SELF_INFLUENCE_METHODS,
     TARGETS,
     optimum_error,
     pairwise_influence,
     parameter_change,
     query_grads,
     self_influence,
+    self_influence_plan,
+    self_influence_result,
     stationarity,
     warn_if_not_stationary,
 )
@@ -46,6 +49,7 @@ from ._questions import (
 )
 
 __all__ = [
+    "SELF_INFLUENCE_METHODS",
     "TARGETS",
     "BlockStatistics",
     "CurvatureFactor",
@@ -68,6 +72,8 @@ __all__ = [
     "parameter_change",
     "query_grads",
     "self_influence",
+    "self_influence_plan",
+    "self_influence_result",
     "self_prediction_influence",
     "optimum_error",
     "stationarity",

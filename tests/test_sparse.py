@@ -345,3 +345,33 @@ def test_data_hessian_refused_over_budget(monkeypatch):
     monkeypatch.setattr(_constants, "DENSE_MEMORY_BUDGET_BYTES", 8 * 10)
     with pytest.raises(ValueError, match="dense memory budget"):
         adapter.data_hessian_sum()
+
+
+def test_memory_stays_sparse_sized():
+    """fit + 10 queries with CG and small blocks (``batch_size``, which also
+    sizes the dense activation blocks of the Kronecker statistics): the peak
+    traced allocation is far below the dense training matrix (numpy and scipy
+    report their buffers to tracemalloc)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    # dense X~: 192 MB; sparse: 0.8 MB; the rest scales with p (CG's blocks
+    # of query or check vectors, ~15 MB), not with n p
+    n, d = 4000, 6000
+    X = sp.random(n, d, density=0.003, random_state=5, format="csr")
+    X.data = rng.normal(size=X.nnz)
+    y = (X @ rng.normal(size=d) > 0).astype(int)
+    model = LogisticRegression(C=10.0).fit(X, y)
+    dense_bytes = 8 * n * (d + 1)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = InfluenceScorer(FrozenEstimator(model), curvature="cg", batch_size=50)
+            s.fit(X, y)
+            S = s.influence(X[:10], y[:10])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.all(np.isfinite(S))
+    assert peak < dense_bytes / 8, (peak, dense_bytes)

@@ -627,9 +627,12 @@ class LinearAdapter:
         ``preprocess.transform(X)`` when the caller already has it.
     sample_weight : array-like of shape (n_train,) or None, default=None
         The weights the model was fitted with.
-    batch_size, verbose : ignored
-        Accepted for a uniform adapter interface; closed forms here are
-        vectorised over all rows.
+    batch_size : int or None, default=None
+        Rows per block of the Kronecker statistics (whose activation blocks
+        are dense); ``None`` sizes them from the memory budget.  The closed
+        forms are otherwise vectorised over all rows.
+    verbose : int, default=0
+        Ignored (a uniform adapter interface).
 
     Attributes
     ----------
@@ -710,6 +713,7 @@ class LinearAdapter:
         self._Xt = self._augment(self.X_features)
         self._T = self._targets(self.y, self._codes if self.is_classifier else None)
         self._Z = mul(self._Xt, self._W.T)
+        self._batch_size = batch_size
 
     # -- data plumbing ------------------------------------------------------
 

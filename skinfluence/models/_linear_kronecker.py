@@ -90,7 +90,8 @@ def _linear_vectors(
 def _linear_stats(
     adapter: LinearAdapter, fisher: str, n_samples: int, rng: Any, verbose: int
 ) -> Iterator[list[tuple[NDArray, NDArray]]]:
-    blocks = list(chunks(adapter.n_train, chunk_size(adapter.n_params)))
+    size = chunk_size(adapter.n_params, getattr(adapter, "_batch_size", None))
+    blocks = list(chunks(adapter.n_train, size))
     for t in progress(blocks, desc="Kronecker factors", verbose=verbose):
         U = _linear_vectors(adapter, t, fisher, n_samples, rng)
         # sparse features: a dense block of rows (the consumers take arrays;

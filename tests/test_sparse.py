@@ -375,3 +375,17 @@ def test_memory_stays_sparse_sized():
         tracemalloc.stop()
     assert np.all(np.isfinite(S))
     assert peak < dense_bytes / 8, (peak, dense_bytes)
+
+
+@pytest.mark.parametrize("name", ["multinomial", "huber"])
+def test_given_features_in_any_sparse_format(name):
+    """``X_features`` handed to the adapter (as refits do) is held as CSR."""
+    est, X, y = _fitted(name)
+    adapter = type(make_adapter(est, X, y))(est, None, y, X_features=X.tocoo())
+    assert adapter.X_features.format == "csr"
+    keep = np.arange(N) != 4
+    _close(
+        make_adapter(est, X.toarray(), y).retrain(keep).params(),
+        adapter.retrain(keep).params(),
+        1e-6,
+    )

@@ -111,6 +111,8 @@ class HuberAdapter:
         self.estimator = estimator
         self.preprocess = preprocess
         self.X_features = self._features(X) if X_features is None else X_features
+        if sparse.issparse(self.X_features):  # any format in, canonical CSR held
+            self.X_features = model_features(None, self.X_features)
         self.y = check_array(
             np.asarray(y), ensure_2d=False, dtype=np.float64, input_name="y"
         )

@@ -660,6 +660,8 @@ class LinearAdapter:
         self.estimator = estimator
         self.preprocess = preprocess
         self.X_features = self._features(X) if X_features is None else X_features
+        if sparse.issparse(self.X_features):  # any format in, canonical CSR held
+            self.X_features = model_features(None, self.X_features)
         self.y = np.asarray(y)
         n, d = self.X_features.shape
         self.n_train = n

@@ -4,6 +4,16 @@ Blocked and model-agnostic: it asks adapters for gradients and backends for
 solves, never which model or backend it has.
 """
 
+from ._blockwise import (
+    BlockStatistics,
+    CurvatureFactor,
+    block_influence,
+    block_self_influence,
+    block_statistics,
+    curvature_factor,
+    newton_step,
+    objective_gradient,
+)
 from ._core import (
     TARGETS,
     optimum_error,
@@ -37,6 +47,14 @@ from ._questions import (
 
 __all__ = [
     "TARGETS",
+    "BlockStatistics",
+    "CurvatureFactor",
+    "block_influence",
+    "block_self_influence",
+    "block_statistics",
+    "curvature_factor",
+    "newton_step",
+    "objective_gradient",
     "newton_pairwise",
     "newton_parameter_change",
     "newton_self_influence",

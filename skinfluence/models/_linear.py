@@ -633,6 +633,11 @@ class LinearAdapter:
         forms are otherwise vectorised over all rows.
     verbose : int, default=0
         Ignored (a uniform adapter interface).
+    n_objective : int or None, default=None
+        The ``n`` the training objective divides by, when these rows are one
+        block of a larger training set (the penalty ``1/(C n)``, ``alpha/n``
+        and each row's penalty share are the whole set's); ``None``: the
+        number of rows given.
 
     Attributes
     ----------
@@ -656,6 +661,7 @@ class LinearAdapter:
         sample_weight: ArrayLike | None = None,
         batch_size: int | None = None,
         verbose: int = 0,
+        n_objective: int | None = None,
     ) -> None:
         self.estimator = estimator
         self.preprocess = preprocess
@@ -665,9 +671,10 @@ class LinearAdapter:
         self.y = np.asarray(y)
         n, d = self.X_features.shape
         self.n_train = n
+        n_obj = n if n_objective is None else int(n_objective)
         est = estimator
         self.fit_intercept = bool(getattr(est, "fit_intercept", True))
-        spec = _objective(est, n)
+        spec = _objective(est, n_obj)
         self._spec = spec
         self._loss = spec.loss
         self.classes = spec.classes
@@ -688,9 +695,9 @@ class LinearAdapter:
             self.weights = self.weights * self.sample_weight
             if spec.share_by_weight:
                 total = self.sample_weight.sum()
-                self._share = self.sample_weight * n / total
+                self._share = self.sample_weight * n_obj / total
                 # the GLM penalty alpha sits on the normalised-weight scale
-                lam = lam * total / n
+                lam = lam * total / n_obj
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         if coef.shape[1] != d:
             raise ValueError(
@@ -1362,6 +1369,101 @@ class LinearAdapter:
 
     def __repr__(self) -> str:
         return f"LinearAdapter({self.estimator!r})"
+
+    def curvature_sample(self, n_probes: int, random_state: Any = None) -> NDArray:
+        """Independent draws from ``N(0, C)``, ``C`` the Hessian operator's matrix.
+
+        ``C = (1/n) sum_i x~_i x~_i^T (x) A_i + diag(penalty) + N N^T`` (what
+        :meth:`hessian_matvec` applies; damping excluded), with
+        ``A_i = w_i d^2 loss_i / dz^2`` the weighted output Hessian of row
+        ``i``.  Each draw is
+
+        ``z = (1/sqrt(n)) sum_i (F_i e_i) (x) x~_i + sqrt(penalty) * u + N v``
+
+        with ``F_i F_i^T = A_i`` (``sqrt(A_i)`` for one output or a diagonal
+        ``A_i``; ``V_i diag(sqrt(lambda_i))`` from ``A_i``'s eigenvectors
+        otherwise) and standard normal ``e_i`` (``n_outputs`` values), ``u``
+        and ``v``; so ``Cov(z) = C`` exactly.  The design enters only through
+        ``X~^T M`` products, one per block of probes.
+
+        Parameters
+        ----------
+        n_probes : int
+            Number of independent draws (columns).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.  They are taken in a fixed order: ``e`` for all
+            probes (an array of shape ``(n_probes, n_train, n_outputs)``, in
+            blocks of probes), then ``u`` of shape ``(n_probes, n_params)``,
+            then ``v`` of shape ``(n_probes, k)`` (only when there are flat
+            directions), so the result does not depend on the block size.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_params, n_probes)
+
+        Raises
+        ------
+        ValueError
+            When some ``A_i`` has a negative eigenvalue beyond rounding (an
+            observed Hessian that is not positive semi-definite, e.g.
+            ``TweedieRegressor(power=3, link="log")`` where ``y < mu / 2``):
+            ``C`` is then not a sum of covariances and has no such factor.
+        """
+        if (
+            isinstance(n_probes, bool)
+            or not isinstance(n_probes, (int, np.integer))
+            or n_probes < 1
+        ):
+            raise ValueError(f"n_probes must be an integer >= 1; got {n_probes!r}.")
+        from sklearn.utils import check_random_state
+
+        from .._constants import MEMORY_BUDGET_BYTES
+
+        rng = check_random_state(random_state)
+        n, K, dt, p = self.n_train, self.n_outputs, self._dt, self.n_params
+        m = int(n_probes)
+        A = self._loss.hess_entries(self._Z, self._T) * self.weights[:, None, None]
+        diagonal = K == 1 or not np.any(A * (1.0 - np.eye(K)))
+        if diagonal:
+            lam, V = np.einsum("nkk->nk", A), None
+        else:
+            lam, V = np.linalg.eigh(A)
+        scale = float(np.max(np.abs(lam), initial=0.0))
+        # eigh's rounding, and cancellation in a GLM's second derivative
+        tol = 1e3 * np.finfo(np.float64).eps * max(K, 1) * scale
+        bad = np.flatnonzero(np.min(lam, axis=1, initial=np.inf) < -tol)
+        if bad.size:
+            raise ValueError(
+                f"curvature_sample needs every row's weighted output Hessian "
+                f"w_i d^2 loss_i/dz^2 to be positive semi-definite, but "
+                f"{bad.size} of {n} rows of {self.estimator!r} have negative "
+                f"curvature (smallest eigenvalue {float(np.min(lam)):.3g}, e.g. "
+                f"row {int(bad[0])}): this model's Hessian is an observed one that "
+                "is not a sum of covariances, so it cannot be sampled. Compute "
+                "self-influence exactly (one solve per row, or curvature='exact')."
+            )
+        F = np.sqrt(np.clip(lam, 0.0, None))  # (n, K): A_i = diag(F_i^2)
+        if not diagonal:
+            F = V * F[:, None, :]  # (n, K, K): F_i F_i^T = V_i diag(lam_i) V_i^T
+        block = max(1, min(m, MEMORY_BUDGET_BYTES // (8 * 2 * n * K)))
+        Z = np.empty((p, m))
+        for start in range(0, m, block):
+            b = min(block, m - start)
+            E = rng.standard_normal((b, n, K))
+            if diagonal:
+                M = F[:, :, None] * E.transpose(1, 2, 0)  # (n, K, b)
+            else:
+                M = np.matmul(F, E.transpose(1, 2, 0))  # (n, K, b): F_i e_i
+            XtM = np.asarray(self._Xt.T @ M.reshape(n, K * b))  # (d~, K b)
+            Z[:, start : start + b] = (
+                XtM.reshape(dt, K, b).transpose(1, 0, 2).reshape(p, b)
+            )
+        Z /= math.sqrt(n)
+        Z += np.sqrt(self.penalty)[:, None] * rng.standard_normal((m, p)).T
+        N = self.null_basis
+        if N.shape[1]:
+            Z += N @ rng.standard_normal((m, N.shape[1])).T
+        return Z
 
 
 @make_adapter.register(LinearRegression)

@@ -55,3 +55,11 @@ HUTCHINSON_PROBES = 100
 #: Measured on digits logistic regression (depth 5000, batch 64): 1.5x
 #: diverges with small batches, 10x-70x agree with exact at Pearson >= 0.99.
 LISSA_AUTO_SCALE = 10.0
+
+#: Probes of the sketched self-influence (``InfluenceScorer(sketch_probes=)``
+#: default): with matrix-free curvature (CG) every training row's
+#: ``g^T C^{-1} g`` comes from this many solves instead of one per row, each
+#: value within a relative standard error ``sqrt(2 / k)`` (10 % at 200).
+#: Measured (binary LR, n = 20,000, p = 51, one thread): 200 probes cost
+#: ~0.6 s against ~90 s for one CG solve per row; Spearman 0.998 with exact.
+SKETCH_PROBES = 200

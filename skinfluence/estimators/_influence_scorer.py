@@ -28,7 +28,7 @@ from sklearn.utils import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._constants import STATIONARITY_ATOL
+from .._constants import SKETCH_PROBES, STATIONARITY_ATOL
 from ..curvature import CURVATURES, make_curvature
 from ..influence import (
     TARGETS,
@@ -270,9 +270,21 @@ class InfluenceScorer(
         ``joblib.parallel_config`` says otherwise; ``-1``: all cores.  Results
         equal the sequential ones.  The evaluation loops (leave-one-out,
         LDS) read it as their default.
+    sketch_probes : int or None, default=200
+        Probes of the sketched self-influence, used when the curvature is
+        matrix-free conjugate gradient (``"cg"``, what ``"auto"`` picks when
+        the dense factor does not fit the memory budget) on a linear model
+        or GLM with more than ``2 * sketch_probes`` training rows: every
+        row's ``self_influence_`` then comes from ``sketch_probes`` solves
+        instead of one solve per row, an unbiased estimate whose relative
+        standard error is ``sqrt(2 / sketch_probes)`` (10 % at 200, exactly:
+        each value is the true one times ``chi2_k / k``), recorded in
+        ``self_influence_error_``.  ``None``: always exact (one CG solve per
+        row).  ``influence`` and the other questions are never sketched.
     random_state : int, RandomState instance or None, default=None
         Seed for stochastic curvature backends (``lissa``, ``lowrank``,
-        ``diagonal`` probes) whose own ``random_state`` is ``None``.
+        ``diagonal`` probes) whose own ``random_state`` is ``None``, and for
+        the sketch's probes.
     verbose : int, default=0
         Show progress bars on long work when positive.
     dtype : {"float64", "float32"} or None, default=None
@@ -328,15 +340,19 @@ class InfluenceScorer(
         the right factor is the total gradient: the predicted change of the
         point's own loss on removal, which can be negative).  Computed on
         first access, then stored, by ``self_influence_method_``.
-    self_influence_method_ : {"kronecker", "factor", "solve"}
+    self_influence_method_ : {"kronecker", "factor", "sketch", "solve"}
         How ``self_influence_`` is computed, chosen at ``fit`` by cost and
         memory: ``"kronecker"`` (K-FAC/EK-FAC: squared rotated layer
         statistics, no per-row gradient), ``"factor"`` (a backend with a
         stored factor: one triangular solve and a squared norm per row,
-        ``||L^{-1} g_i||^2``), ``"solve"`` (one solve per row, blocked).
+        ``||L^{-1} g_i||^2``), ``"sketch"`` (CG: ``sketch_probes`` solves for
+        all rows, see ``sketch_probes``), ``"solve"`` (one solve per row,
+        blocked).  A sketch falls back to ``"solve"`` for a model whose
+        curvature cannot be sampled (an indefinite observed Hessian, e.g.
+        ``TweedieRegressor(power=3)``); the attribute then says so.
     self_influence_error_ : float
         Relative standard error of each ``self_influence_`` value: 0.0 for
-        the exact methods above.
+        the exact methods, ``sqrt(2 / sketch_probes)`` for the sketch.
     memory_budget_ : int or None
         ``memory_budget`` in bytes (``None``: the defaults).
 
@@ -412,6 +428,7 @@ class InfluenceScorer(
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
         "n_jobs": [Integral, None],
+        "sketch_probes": [Interval(Integral, 2, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [StrOptions({"float64", "float32"}), None],
@@ -428,6 +445,7 @@ class InfluenceScorer(
         batch_size=None,
         memory_budget=None,
         n_jobs=None,
+        sketch_probes=SKETCH_PROBES,
         random_state=None,
         verbose=0,
         dtype=None,
@@ -440,6 +458,7 @@ class InfluenceScorer(
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.n_jobs = n_jobs
+        self.sketch_probes = sketch_probes
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
@@ -601,6 +620,7 @@ class InfluenceScorer(
             self.curvature_,
             train_gradient=self.train_gradient_,
             memory_budget=self.memory_budget_,
+            n_probes=self.sketch_probes,
         )
 
     def _to_rows(self, A, axis=-1):
@@ -909,6 +929,8 @@ class InfluenceScorer(
                 method=self.__dict__.get("self_influence_method_"),
                 memory_budget=self.__dict__.get("memory_budget_"),
                 n_jobs=self.__dict__.get("n_jobs"),
+                n_probes=self.__dict__.get("sketch_probes"),
+                random_state=self.__dict__.get("random_state"),
             )
         self.__dict__["self_influence_"] = self._to_rows(value)
         self.__dict__["self_influence_method_"] = method

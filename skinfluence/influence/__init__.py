@@ -47,8 +47,10 @@ from ._questions import (
     label_change_on_mean_loss,
     self_prediction_influence,
 )
+from ._sketch import sketched_self_influence
 
 __all__ = [
+    "sketched_self_influence",
     "SELF_INFLUENCE_METHODS",
     "TARGETS",
     "BlockStatistics",

@@ -22,9 +22,9 @@ from .._constants import (
     STATIONARITY_ATOL,
     STATIONARITY_RTOL,
 )
-from ..curvature import EKFACCurvature, KFACCurvature
+from ..curvature import CGCurvature, EKFACCurvature, KFACCurvature
 from ..exceptions import NotAtOptimumWarning
-from ..models import GradientProducts
+from ..models import CurvatureSampler, GradientProducts
 from ..utils._chunks import (
     block_budget,
     chunk_size,
@@ -217,8 +217,10 @@ def pairwise_influence(
 #: Self-influence methods, cheapest first where each applies: "kronecker"
 #: (K-FAC/EK-FAC eigenbasis, layer statistics, no per-row gradients),
 #: "factor" (one half solve W = L^{-1} g and a squared norm per row),
-#: "solve" (one full solve per row, blocked).
-SELF_INFLUENCE_METHODS = ("kronecker", "factor", "solve")
+#: "sketch" (``k`` probe solves for all rows, an unbiased estimate with
+#: relative standard error ``sqrt(2 / k)``: matrix-free CG on a model that
+#: can sample its curvature), "solve" (one full solve per row, blocked).
+SELF_INFLUENCE_METHODS = ("kronecker", "factor", "sketch", "solve")
 
 
 def self_influence_plan(
@@ -227,10 +229,11 @@ def self_influence_plan(
     *,
     train_gradient: str = "loss",
     memory_budget: int | None = None,
+    n_probes: int | None = None,
 ) -> str:
     """How :func:`self_influence` will compute ``g_i^T C^{-1} g_i`` for every row.
 
-    Chosen by cost, cheapest first among the exact methods that apply:
+    Chosen by cost, cheapest first among the methods that apply:
 
     - ``"kronecker"``: a :class:`KFACCurvature`/:class:`EKFACCurvature` with
       exact damping on layers whose gradients are outer products: squared
@@ -239,10 +242,17 @@ def self_influence_plan(
     - ``"factor"``: the backend has ``half_solve`` (a Cholesky, eigen,
       diagonal, low-rank or Kronecker factor): ``||L^{-1} g_i||^2``, one
       triangular solve per row instead of two;
+    - ``"sketch"``: with ``n_probes``, a :class:`CGCurvature` (no factor,
+      one iterative solve per row) on a model that samples its curvature
+      (:class:`~skinfluence.models.CurvatureSampler`, the linear models and
+      GLMs), ``train_gradient="loss"`` and more than ``2 n_probes`` rows:
+      ``n_probes`` solves give every row an unbiased estimate with relative
+      standard error ``sqrt(2 / n_probes)``
+      (:func:`~skinfluence.influence.sketched_self_influence`);
     - ``"solve"``: one solve per row, in blocks sized by the backend's
       ``solve_width`` and the memory budget.
 
-    Every method here is exact (its relative standard error is 0).
+    Every method but ``"sketch"`` is exact (relative standard error 0).
 
     Parameters
     ----------
@@ -253,6 +263,8 @@ def self_influence_plan(
     memory_budget : int or None, default=None
         Bytes per block (the blocks of every method fit any budget that
         holds one right-hand side).
+    n_probes : int or None, default=None
+        Probes of the sketch; ``None`` never sketches.
 
     Returns
     -------
@@ -263,11 +275,16 @@ def self_influence_plan(
         return "kronecker"
     if callable(getattr(backend, "half_solve", None)):
         return "factor"
-    # INTEGRATION POINT for the "sketch" method (influence/_sketch.py,
-    # sketched_self_influence): for CG-class backends (no half_solve, one
-    # iterative solve per row) whose adapter is a CurvatureSampler, return
-    # "sketch" when n_train solves cost more than its n_probes solves; add
-    # it to SELF_INFLUENCE_METHODS and dispatch it in self_influence_result.
+    if (
+        n_probes is not None
+        and train_gradient == "loss"
+        and isinstance(backend, CGCurvature)
+        and isinstance(adapter, CurvatureSampler)
+        and adapter.n_train > 2 * n_probes
+    ):
+        # n_train CG solves against n_probes; "total" would sketch a bilinear
+        # form whose error sqrt(2/k) only bounds from below: solved exactly
+        return "sketch"
     return "solve"
 
 
@@ -290,6 +307,8 @@ def self_influence_result(
     method: str | None = None,
     memory_budget: int | None = None,
     n_jobs: int | None = None,
+    n_probes: int | None = None,
+    random_state: Any = None,
 ) -> tuple[NDArray, str, float]:
     """Self-influence with the method that computed it and its error.
 
@@ -308,19 +327,30 @@ def self_influence_result(
     n_jobs : int or None, default=None
         Row blocks through ``joblib`` (threads unless a
         ``joblib.parallel_config`` says otherwise).
+    n_probes : int or None, default=None
+        Probes of the sketch (the plan's, and ``method="sketch"``'s).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the sketch's probes.
 
     Returns
     -------
     values : ndarray of shape (n_train,)
     method : str
         The method used (``"kronecker"`` falls back to the next one when a
-        layer's statistics turn out not to be outer products).
+        layer's statistics turn out not to be outer products; ``"sketch"``
+        to ``"solve"`` when the model's curvature has no square-root factor,
+        an indefinite observed Hessian).
     rel_se : float
-        Relative standard error of each value: 0.0 for the exact methods.
+        Relative standard error of each value: 0.0 for the exact methods,
+        ``sqrt(2 / n_probes)`` for the sketch.
     """
     if method is None:
         method = self_influence_plan(
-            adapter, backend, train_gradient=train_gradient, memory_budget=memory_budget
+            adapter,
+            backend,
+            train_gradient=train_gradient,
+            memory_budget=memory_budget,
+            n_probes=n_probes,
         )
     if method not in SELF_INFLUENCE_METHODS:
         raise ValueError(
@@ -332,6 +362,26 @@ def self_influence_result(
         if fast is not None:
             return fast, "kronecker", 0.0
         method = "factor" if callable(getattr(backend, "half_solve", None)) else "solve"
+    if method == "sketch":
+        from ._sketch import sketched_self_influence
+
+        if n_probes is None:
+            raise ValueError("method='sketch' needs n_probes (e.g. 200).")
+        try:
+            values, rel_se = sketched_self_influence(
+                adapter,
+                backend,
+                n_probes=n_probes,
+                random_state=random_state,
+                train_gradient=train_gradient,
+                batch_size=batch_size,
+                verbose=verbose,
+            )
+            return values, "sketch", rel_se
+        except ValueError as exc:
+            if "cannot be sampled" not in str(exc):  # curvature_sample's refusal
+                raise
+            method = "solve"  # no square-root factor to sample: exact solves
     n, p = adapter.n_train, adapter.n_params
     total = train_gradient == "total"
     share = max(1, block_budget(memory_budget) // n_workers(n_jobs))

@@ -10,6 +10,7 @@ differs.
 """
 
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -292,3 +293,91 @@ def test_dask_backend_equals_in_memory(dask_client, breast_cancer):
     assert_array_equal(dask_loo, loo)
     assert_array_equal(dask_truth.masks, truth.masks)
     assert_array_equal(dask_truth.losses, truth.losses)
+
+
+# -- what travels to the workers -------------------------------------------------
+
+
+def _skorch(breast_cancer):
+    skorch = pytest.importorskip("skorch")
+    Xtr, Xte, ytr, yte = breast_cancer
+    f32 = np.float32
+    torch.manual_seed(0)
+    net = skorch.NeuralNetClassifier(
+        torch.nn.Sequential(
+            torch.nn.Linear(30, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)
+        ),
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=2,
+        train_split=None,
+        verbose=0,
+    ).fit(Xtr[:40].astype(f32), ytr[:40])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scorer = InfluenceScorer(net, curvature="identity").fit(
+            Xtr[:40].astype(f32), ytr[:40]
+        )
+    return scorer, Xte[:3].astype(f32), yte[:3]
+
+
+def _huber(diabetes):
+    Xtr, Xte, ytr, yte = diabetes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scorer = InfluenceScorer(HuberRegressor(max_iter=1000)).fit(Xtr[:40], ytr[:40])
+    return scorer, Xte[:3], yte[:3]
+
+
+@pytest.mark.parametrize(
+    "make, data",
+    [
+        (_logistic, "breast_cancer"),
+        (_ridge, "diabetes"),
+        (_huber, "diabetes"),
+        (_torch, "wine"),
+        (_skorch, "breast_cancer"),
+    ],
+)
+def test_adapters_pickle_with_their_retrain_hook(request, make, data):
+    # plain pickle (hence also cloudpickle, which loky and dask use): the
+    # copy retrains to the same model as the original
+    scorer, Xq, yq = make(request.getfixturevalue(data))
+    adapter = scorer.adapter_
+    copy = pickle.loads(pickle.dumps(adapter))
+    keep = np.ones(adapter.n_train, dtype=bool)
+    keep[[1, 2]] = False
+    assert_array_equal(copy.loss(Xq, yq), adapter.loss(Xq, yq))
+    assert_array_equal(
+        copy.retrain(keep, warm_start=True).loss(Xq, yq),
+        adapter.retrain(keep, warm_start=True).loss(Xq, yq),
+    )
+
+
+def test_progress_bar_counts_parallel_refits(diabetes, monkeypatch):
+    from skinfluence.evaluation import _parallel
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, *, total, desc, disable, leave):
+            self.total, self.desc, self.disable, self.steps = total, desc, disable, []
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.steps.append(n)
+
+    monkeypatch.setattr(_parallel, "tqdm", Recorder)
+    scorer, Xq, yq = _ridge(diabetes)
+    loo_change(scorer, Xq, yq, IDX, n_jobs=2, verbose=1)
+    (bar,) = bars
+    assert (bar.desc, bar.total, bar.disable) == ("LOO refits", len(IDX), False)
+    assert sum(bar.steps) == len(IDX) and len(bar.steps) > 1  # ticks per task
+    lds_ground_truth(scorer, Xq, yq, n_subsets=5, random_state=0, n_jobs=2)
+    assert (bars[1].desc, bars[1].total, bars[1].disable) == ("LDS retrains", 5, True)
+    assert sum(bars[1].steps) == 5

@@ -15,7 +15,14 @@ runs under its own seed (:func:`seeded`), derived from what it refits (the
 removed row's position, or the subset's drawn seed) rather than from the
 order it happens to run in, so a refit that draws from the global numpy or
 torch generator (dropout, batch order with ``random_state=None``) gets the
-same numbers in a worker as in the calling process.
+same numbers in a worker as in the calling process.  (Threads share those
+global generators: under ``parallel_config(backend="threading")`` a refit
+that draws from them is not reproducible; the seeded refits of the
+estimators, lbfgs and closed forms do not draw from them.)  Kernels can
+round differently on other thread counts or memory layouts: the workers
+receive contiguous copies of strided query arrays, so the caller measures
+on contiguous copies too (:func:`contiguous`), and joblib and dask run
+their workers' BLAS single-threaded, as the tests do the caller's.
 
 What travels.  A task carries the adapter (the training data and the fitted
 model) and a chunk of the work.  Sequential runs (one worker) use chunks of

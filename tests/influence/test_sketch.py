@@ -365,3 +365,96 @@ def test_sketch_needs_a_fitted_backend_of_the_same_size():
     other = _adapter("multinomial")
     with pytest.raises(ValueError, match="fit the backend to this adapter"):
         sketched_self_influence(a, ExactCurvature().fit(other), n_probes=3)
+
+
+# ---------------------------------------------------------------------------
+# The scorer's self-influence plan: when the sketch is used, and what it says
+# ---------------------------------------------------------------------------
+
+
+def _scorer_data(n=600, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = (X[:, 0] + rng.standard_normal(n) > 0).astype(int)
+    return X, y
+
+
+def _exact_self_influence(X, y):
+    from skinfluence import InfluenceScorer
+
+    return InfluenceScorer(
+        LogisticRegression(tol=1e-12), curvature="exact"
+    ).fit(X, y).self_influence_
+
+
+def test_scorer_sketches_cg_self_influence_within_its_stated_error():
+    from skinfluence import InfluenceScorer
+
+    X, y = _scorer_data()
+    exact = _exact_self_influence(X, y)
+    scorer = InfluenceScorer(
+        LogisticRegression(tol=1e-12), curvature="cg", random_state=0
+    ).fit(X, y)
+    assert scorer.self_influence_method_ == "sketch"
+    values = scorer.self_influence_
+    assert scorer.self_influence_error_ == pytest.approx(np.sqrt(2 / 200))
+    ratio = values / exact
+    # each ratio is chi2_200 / 200: 5 standard errors bound every row, and
+    # the median absolute error is 0.674 sqrt(2/k) up to the rows' sharing
+    # of probes (checked loosely)
+    assert np.all(np.abs(ratio - 1) < 5 * np.sqrt(2 / 200))
+    med = np.median(np.abs(ratio - 1)) / (0.674 * np.sqrt(2 / 200))
+    assert 0.3 < med < 2.5
+    assert stats.spearmanr(values, exact).statistic > 0.95
+    # seeded: the same random_state gives the same estimate
+    again = InfluenceScorer(
+        LogisticRegression(tol=1e-12), curvature="cg", random_state=0
+    ).fit(X, y)
+    assert_array_equal(again.self_influence_, values)
+
+
+def test_scorer_without_sketch_solves_each_row_exactly():
+    from skinfluence import InfluenceScorer
+
+    X, y = _scorer_data(n=300)
+    scorer = InfluenceScorer(
+        LogisticRegression(tol=1e-12), curvature="cg", sketch_probes=None
+    ).fit(X, y)
+    assert scorer.self_influence_method_ == "solve"
+    assert_allclose(scorer.self_influence_, _exact_self_influence(X, y), rtol=1e-6)
+    assert scorer.self_influence_error_ == 0.0
+    # too few rows for the sketch to pay: exact solves
+    few = InfluenceScorer(
+        LogisticRegression(tol=1e-12), curvature="cg", sketch_probes=200
+    ).fit(X, y)
+    assert few.self_influence_method_ == "solve"
+
+
+def test_scorer_falls_back_to_solves_when_the_curvature_cannot_be_sampled():
+    from skinfluence import InfluenceScorer
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    y = np.exp(0.2 * X[:, 0]) * rng.gamma(4.0, 0.25, 300)
+    est = TweedieRegressor(power=3, link="log", alpha=0.01, tol=1e-12, max_iter=1000)
+    kw = {"train_gradient": "loss"}  # "auto" (total) is never sketched
+    scorer = InfluenceScorer(est, curvature="cg", sketch_probes=20, **kw).fit(X, y)
+    assert scorer.self_influence_method_ == "sketch"  # the plan, before trying
+    values = scorer.self_influence_
+    assert scorer.self_influence_method_ == "solve"
+    assert scorer.self_influence_error_ == 0.0
+    exact = InfluenceScorer(est, curvature="exact", **kw).fit(X, y).self_influence_
+    assert_allclose(values, exact, rtol=1e-6)
+
+
+def test_auto_curvature_over_the_budget_takes_cg_and_the_sketch():
+    from skinfluence import InfluenceScorer
+
+    X, y = _scorer_data(n=600, d=300)
+    # 8 p^2 = 0.72 MB for p = 301: over a 0.5 MB budget, so "auto" is CG
+    scorer = InfluenceScorer(
+        LogisticRegression(C=0.1, tol=1e-10), memory_budget="0.5MB", random_state=0
+    ).fit(X, y)
+    assert type(scorer.curvature_).__name__ == "CGCurvature"
+    assert scorer.self_influence_method_ == "sketch"
+    assert scorer.self_influence_.shape == (600,)

@@ -886,9 +886,15 @@ def md_table(header, rows):
     return "\n".join(lines)
 
 
+def _floor_cost(by_method):
+    t = by_method.get("floor", {}).get("times", {})
+    return (t.get("fit") or 0.0) + (t.get("influence") or 0.0)
+
+
 def _predicted_skip(case, method, results, limit):
-    """Skip a cell whose smaller-n sibling already took more than the limit
-    scaled down by n (cost grows at least linearly in n)."""
+    """Skip a cell whose smaller-n sibling already hit the limit, or whose
+    fit + influence there, scaled by the smaller of n's growth and the floor's
+    (a part such as a p^3 factorisation does not grow with n), exceeds it."""
     if case.kind != "dense" or method == "floor":
         return None
     for other, by_method in results.items():
@@ -904,11 +910,12 @@ def _predicted_skip(case, method, results, limit):
                 return f"skipped: n={other.n} already hit the limit"
             t = res.get("times", {})
             spent = sum(v for k, v in t.items() if k != "self")
-            if spent * case.n / other.n > limit:
-                return (
-                    f"skipped: predicted >= {spent * case.n / other.n:.0f} s "
-                    f"from n={other.n}"
-                )
+            grow = case.n / other.n
+            before, now = _floor_cost(by_method), _floor_cost(results[case])
+            if before > 0 and now > 0:
+                grow = min(grow, now / before)
+            if spent * grow > limit:
+                return f"skipped: predicted >= {spent * grow:.0f} s from n={other.n}"
     return None
 
 

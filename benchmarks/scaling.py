@@ -1034,7 +1034,8 @@ def write_report(args, results, seconds):
         "# Scaling study (issue 14)",
         "",
         f"Command: `python benchmarks/scaling.py {' '.join(sys.argv[1:])}`  ",
-        f"Wall time {seconds / 60:.1f} min; limit {args.limit:g} s per method "
+        (f"Wall time {seconds / 60:.1f} min" if seconds else "Re-rendered")
+        + f"; limit {args.limit:g} s per method "
         f"(floor {FLOOR_LIMIT_FACTOR}x); single-threaded; best of <= "
         f"{args.repeats}.  `*`: ratio against the floor measured in its own "
         "child (too slow to repeat per method); `~`: extrapolated; "

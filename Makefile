@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/networks.py
 	$(PY) benchmarks/network_size.py
 	$(PY) benchmarks/cnn_curvature.py
+	$(PY) benchmarks/scaling.py --out build/scaling.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

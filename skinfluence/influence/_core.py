@@ -480,9 +480,17 @@ def stationarity(
     share = max(1, block_budget(memory_budget) // n_workers(n_jobs))
     blocks = list(chunks(n, chunk_size(p, batch_size, budget=share)))
 
-    def squares(t: slice) -> float:
-        G = adapter.train_grads(t)
-        return float(np.einsum("ij,ij->", G, G))  # no squared copy
+    if isinstance(adapter, GradientProducts):
+        # closed-form per-row norms: no (b, p) gradient block (n x p dense
+        # writes on a 50,000-feature sparse model)
+        def squares(t: slice) -> float:
+            return float(np.sum(adapter.train_grad_sq_norms(t)))
+
+    else:
+
+        def squares(t: slice) -> float:
+            G = adapter.train_grads(t)
+            return float(np.einsum("ij,ij->", G, G))  # no squared copy
 
     parts = map_blocks(squares, blocks, n_jobs=n_jobs)
     sq = 0.0

@@ -335,6 +335,10 @@ class GradientProducts(Protocol):
         """``train_grads(rows, total=total) @ Q`` of shape (b, k) for ``Q``
         of shape (p, k)."""
 
+    def train_grad_sq_norms(self, rows: Any = slice(None)) -> NDArray:
+        """``||train_grads(rows)[i]||^2`` of shape (b,), without the block
+        (``||r_i||^2 ||x~_i||^2`` for an outer-product gradient)."""
+
 
 @runtime_checkable
 class CurvatureSampler(Protocol):
@@ -424,8 +428,9 @@ _DESCRIPTIONS: dict[type, tuple[str, str]] = {
     ),
     NamedParameters: ("parameter names (parameter_names)", f"{_BOTH} and HuberAdapter"),
     GradientProducts: (
-        "training-gradient products without dense gradients (train_grad_products)",
-        _LINEAR,
+        "training-gradient products and norms without dense gradients "
+        "(train_grad_products, train_grad_sq_norms)",
+        f"{_LINEAR} and HuberAdapter",
     ),
     CurvatureSampler: (
         "Gaussian draws with the curvature as covariance (curvature_sample)",

@@ -245,6 +245,14 @@ class HuberAdapter:
             out += (self.penalty * self._theta) @ Q2
         return out[:, 0] if Q.ndim == 1 else out
 
+    def train_grad_sq_norms(self, rows: Any = slice(None)) -> NDArray:
+        """``||g_i||^2 = w_i^2 (dz_i^2 ||x~_i||^2 + ds_i^2)`` per row, shape (b,),
+        without the gradient block."""
+        Xt = self._Xt[rows]
+        dz, ds = self._grad_parts(Xt, self.y[rows])
+        xsq = np.asarray(squared(Xt).sum(axis=1), dtype=np.float64).reshape(-1)
+        return self.weights[rows] ** 2 * (dz**2 * xsq + ds**2)
+
     def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
         """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
         Xt = self._Xt[rows]

@@ -896,6 +896,14 @@ class LinearAdapter:
             out += self._share[rows][:, None] * ((self.penalty * self.params()) @ Q2)
         return out[:, 0] if Q.ndim == 1 else out
 
+    def train_grad_sq_norms(self, rows: Any = slice(None)) -> NDArray:
+        """``||w_i r_i (x) x~_i||^2 = ||w_i r_i||^2 ||x~_i||^2`` per row, shape
+        (b,): the stationarity check's per-sample scale without a
+        ``(b, n_params)`` gradient block (sparse rows stay sparse)."""
+        Xt, R = self._residuals(rows)
+        xsq = np.asarray(squared(Xt).sum(axis=1), dtype=np.float64).reshape(-1)
+        return np.einsum("bk,bk->b", R, R) * xsq
+
     def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
         """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
         Xt, Z = self._Xt[rows], self._Z[rows]

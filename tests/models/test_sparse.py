@@ -215,6 +215,19 @@ def test_train_grad_products(name, total):
         adapter.train_grad_products(Q[1:])
 
 
+@pytest.mark.parametrize("name", ["logistic", "multinomial", "poisson", "huber"])
+def test_train_grad_sq_norms(name):
+    """``train_grad_sq_norms() == (train_grads() ** 2).sum(1)``, sparse and
+    dense, with sample weights."""
+    est, X, y = _fitted(name)
+    w = np.random.default_rng(2).uniform(0.2, 3.0, X.shape[0])
+    for Xf in (X, X.toarray()):
+        adapter = make_adapter(est, Xf, y, sample_weight=w)
+        for r in (slice(None), np.array([4, 1, 9, 9]), slice(10, 20)):
+            want = np.sum(adapter.train_grads(r) ** 2, axis=1)
+            _close(want, adapter.train_grad_sq_norms(r), 1e-12)
+
+
 @pytest.mark.parametrize("name", ["logistic", "multinomial", "huber"])
 def test_response_and_minibatch_paths(name):
     """PBRF/proximal responses, minibatch gradients and Hessian products,

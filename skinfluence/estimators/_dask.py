@@ -34,6 +34,7 @@ from ..influence import (
     warn_if_not_stationary,
 )
 from ..models import SubsetHessian, make_adapter
+from ..utils._chunks import parse_memory_budget
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 
 _INSTALL = 'pip install "skinfluence[dask]"'
@@ -178,11 +179,13 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         penalty is on the sum scale (``C``, Ridge's ``alpha``), ``"total"``
         when the model averages its loss (SGD, GLMs); ``"auto"`` picks the
         one that matches the wrapped model.
-    memory_budget : int or None, default=None
-        Bytes.  The dense ``p x p`` curvature (held on the client and built
-        on every worker) is refused above it, before anything is computed;
-        per-row gradients inside a block are taken in sub-blocks of this
-        size.  ``None``: the library's dense budget
+    memory_budget : int, str or None, default=None
+        Bytes, or a string such as ``"2GB"``/``"512MiB"`` (as for
+        :class:`~skinfluence.InfluenceScorer`).  The dense ``p x p``
+        curvature (held on the client and built on every worker) is refused
+        above it, before anything is computed; per-row gradients inside a
+        block are taken in sub-blocks of this size.  ``None``: the library's
+        dense budget
         (``skinfluence._constants.DENSE_MEMORY_BUDGET_BYTES``) for the
         curvature, 256 MiB for sub-blocks.
     verbose : int, default=0
@@ -191,6 +194,8 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
 
     Attributes
     ----------
+    memory_budget_ : int or None
+        ``memory_budget`` in bytes.
     estimator_ : FrozenEstimator
         The frozen model the blocks differentiate (``class_weight="balanced"``
         replaced by the equivalent per-class weights, counted on the whole
@@ -265,7 +270,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit"])],
         "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "train_gradient": [StrOptions({"auto", "loss", "total"})],
-        "memory_budget": [Interval(Integral, 1, None, closed="left"), None],
+        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
         "verbose": ["verbose"],
     }
 
@@ -310,6 +315,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         """
         dask, da = _import_dask()
         self.__dict__.pop("classes_", None)  # a refit keeps no stale state
+        self.memory_budget_ = parse_memory_budget(self.memory_budget)
         estimator = self.estimator
         if not isinstance(estimator, FrozenEstimator):
             raise TypeError(
@@ -380,7 +386,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         # the model and what a block's adapter needs, checked on one row
         probe = self._probe(estimator, X, y, total, n)
         p = int(probe.n_params)
-        budget = self.memory_budget
+        budget = self.memory_budget_
         if budget is None:
             budget = _constants.DENSE_MEMORY_BUDGET_BYTES
         if 8 * p * p > budget:
@@ -396,7 +402,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
         X_blocks, y_blocks, w_blocks = self._blocks(X, y, sample_weight)
         parts = [
             dask.delayed(_stats_task, pure=True)(
-                model_d, Xb, yb, wb, n, self.memory_budget
+                model_d, Xb, yb, wb, n, self.memory_budget_
             )
             for Xb, yb, wb in zip(X_blocks, y_blocks, w_blocks, strict=True)
         ]
@@ -671,7 +677,7 @@ class DaskInfluenceScorer(MetaEstimatorMixin, BaseEstimator):
                 self.n_train_,
                 shipped,
                 self.train_gradient_,
-                self.memory_budget,
+                self.memory_budget_,
             )
             out.append(da.from_delayed(d, shape=shape(b), dtype=np.float64))
         return da.concatenate(out, axis=axis)

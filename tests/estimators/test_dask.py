@@ -284,3 +284,19 @@ def test_singular_curvature_multioutput_and_string_labels(client):
         DaskInfluenceScorer(FrozenEstimator(clf)).fit(
             da.from_array(X, chunks=40), np.where(labels == "ham", "eggs", labels)
         )
+
+
+def test_memory_budget_takes_strings_like_the_in_memory_scorer():
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 30))
+    y = (X[:, 0] + rng.standard_normal(200) > 0).astype(int)
+    model = FrozenEstimator(LogisticRegression(tol=1e-10).fit(X, y))
+    Xd, yd = da.from_array(X, chunks=50), da.from_array(y, chunks=50)
+    with dask.config.set(scheduler="synchronous"):
+        scorer = DaskInfluenceScorer(model, memory_budget="1MB").fit(Xd, yd)
+        assert scorer.memory_budget_ == 1_000_000
+        with pytest.raises(ValueError, match="memory_budget"):
+            DaskInfluenceScorer(model, memory_budget="5kB").fit(Xd, yd)

@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/network_size.py
 	$(PY) benchmarks/cnn_curvature.py
 	$(PY) benchmarks/scaling.py --out build/scaling.md
+	$(PY) benchmarks/dask_blockwise.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

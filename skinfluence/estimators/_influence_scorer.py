@@ -340,14 +340,18 @@ class InfluenceScorer(
         the right factor is the total gradient: the predicted change of the
         point's own loss on removal, which can be negative).  Computed on
         first access, then stored, by ``self_influence_method_``.
-    self_influence_method_ : {"kronecker", "factor", "sketch", "solve"}
+    self_influence_method_ : {"kronecker", "factor", "inverse", "sketch", \
+"solve"}
         How ``self_influence_`` is computed, chosen at ``fit`` by cost and
         memory: ``"kronecker"`` (K-FAC/EK-FAC: squared rotated layer
         statistics, no per-row gradient), ``"factor"`` (a backend with a
         stored factor: one triangular solve and a squared norm per row,
-        ``||L^{-1} g_i||^2``), ``"sketch"`` (CG: ``sketch_probes`` solves for
-        all rows, see ``sketch_probes``), ``"solve"`` (one solve per row,
-        blocked).  A sketch falls back to ``"solve"`` for a model whose
+        ``||L^{-1} g_i||^2``); for a matrix-free backend (CG, LiSSA) the
+        fewest solves of ``"inverse"`` (``n_params`` solves assemble the
+        inverse curvature when it fits the memory budget, exact),
+        ``"sketch"`` (CG: ``sketch_probes`` solves for all rows, see
+        ``sketch_probes``) and ``"solve"`` (one solve per row, blocked),
+        exact ones winning ties.  A sketch falls back to ``"solve"`` for a model whose
         curvature cannot be sampled (an indefinite observed Hessian, e.g.
         ``TweedieRegressor(power=3)``); the attribute then says so.
     self_influence_error_ : float

@@ -30,10 +30,12 @@ from ..utils._chunks import (
     chunk_size,
     chunks,
     context_budget,
+    dense_budget,
     format_bytes,
     map_blocks,
     n_workers,
 )
+from ..utils._linalg import check_dense_fits
 from ..utils._progress import progress
 from ..utils._validation import check_indices
 from ._kronecker import (
@@ -217,10 +219,12 @@ def pairwise_influence(
 #: Self-influence methods, cheapest first where each applies: "kronecker"
 #: (K-FAC/EK-FAC eigenbasis, layer statistics, no per-row gradients),
 #: "factor" (one half solve W = L^{-1} g and a squared norm per row),
+#: "inverse" (``p`` solves assemble ``C^{-1}``, then ``g^T C^{-1} g`` per
+#: row: exact, for matrix-free backends when ``p`` is the fewest solves),
 #: "sketch" (``k`` probe solves for all rows, an unbiased estimate with
 #: relative standard error ``sqrt(2 / k)``: matrix-free CG on a model that
 #: can sample its curvature), "solve" (one full solve per row, blocked).
-SELF_INFLUENCE_METHODS = ("kronecker", "factor", "sketch", "solve")
+SELF_INFLUENCE_METHODS = ("kronecker", "factor", "inverse", "sketch", "solve")
 
 
 def self_influence_plan(
@@ -242,6 +246,11 @@ def self_influence_plan(
     - ``"factor"``: the backend has ``half_solve`` (a Cholesky, eigen,
       diagonal, low-rank or Kronecker factor): ``||L^{-1} g_i||^2``, one
       triangular solve per row instead of two;
+    - ``"inverse"``: a backend without a factor (CG, LiSSA, ...) when
+      ``n_params`` solves are the fewest (fewer than the rows, and no more
+      than the sketch's probes) and the ``p x p`` inverse fits the dense
+      budget: the inverse assembled column block by column block, then
+      ``g_i^T C^{-1} g_i`` per row, exact;
     - ``"sketch"``: with ``n_probes``, a :class:`CGCurvature` (no factor,
       one iterative solve per row) on a model that samples its curvature
       (:class:`~skinfluence.models.CurvatureSampler`, the linear models and
@@ -275,15 +284,21 @@ def self_influence_plan(
         return "kronecker"
     if callable(getattr(backend, "half_solve", None)):
         return "factor"
-    if (
+    n, p = adapter.n_train, adapter.n_params
+    sketch = (
         n_probes is not None
         and train_gradient == "loss"
         and isinstance(backend, CGCurvature)
         and isinstance(adapter, CurvatureSampler)
-        and adapter.n_train > 2 * n_probes
-    ):
-        # n_train CG solves against n_probes; "total" would sketch a bilinear
-        # form whose error sqrt(2/k) only bounds from below: solved exactly
+        and n > 2 * n_probes
+    )
+    # "total" would sketch a bilinear form whose error sqrt(2/k) only bounds
+    # it from below: it is solved exactly.  Cheapest in solves: p (exact),
+    # n_probes (sketch), n (exact); ties go to the exact one.
+    inverse_fits = 8 * p * p <= dense_budget(memory_budget)
+    if inverse_fits and p < n and (not sketch or p <= n_probes):
+        return "inverse"
+    if sketch:
         return "sketch"
     return "solve"
 
@@ -386,7 +401,23 @@ def self_influence_result(
     total = train_gradient == "total"
     share = max(1, block_budget(memory_budget) // n_workers(n_jobs))
     sides = 2 if total else 1
-    if method == "factor":
+    if method == "inverse":
+        check_dense_fits(p, "inverse curvature", budget=dense_budget(memory_budget))
+        inv = np.empty((p, p))
+        for c in chunks(p, _solve_block(adapter, batch_size, backend, share)):
+            E = np.zeros((p, c.stop - c.start))
+            E[np.arange(c.start, c.stop), np.arange(c.stop - c.start)] = 1.0
+            inv[:, c] = backend.solve(E)
+        inv = 0.5 * (inv + inv.T)  # symmetric up to the solver's tolerance
+        # per row: its gradient(s) and G @ inv
+        size = chunk_size((sides + 1) * p, batch_size, budget=share)
+
+        def block(t: slice) -> NDArray:
+            G = adapter.train_grads(t)
+            Gt = adapter.train_grads(t, total=True) if total else G
+            return np.einsum("ij,ij->i", G @ inv, Gt)
+
+    elif method == "factor":
         # per row: the gradient(s) and their half solves with its temporaries
         width = _solve_width(adapter, backend)
         size = _solve_block(

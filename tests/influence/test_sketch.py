@@ -392,7 +392,7 @@ def _exact_self_influence(X, y):
 def test_scorer_sketches_cg_self_influence_within_its_stated_error():
     from skinfluence import InfluenceScorer
 
-    X, y = _scorer_data()
+    X, y = _scorer_data(n=1000, d=250)  # p = 251 > 200 probes < n / 2
     exact = _exact_self_influence(X, y)
     scorer = InfluenceScorer(
         LogisticRegression(tol=1e-12), curvature="cg", random_state=0
@@ -419,17 +419,25 @@ def test_scorer_without_sketch_solves_each_row_exactly():
     from skinfluence import InfluenceScorer
 
     X, y = _scorer_data(n=300)
+    # p = 5 solves assemble the inverse: exact and the cheapest
     scorer = InfluenceScorer(
         LogisticRegression(tol=1e-12), curvature="cg", sketch_probes=None
     ).fit(X, y)
-    assert scorer.self_influence_method_ == "solve"
+    assert scorer.self_influence_method_ == "inverse"
     assert_allclose(scorer.self_influence_, _exact_self_influence(X, y), rtol=1e-6)
     assert scorer.self_influence_error_ == 0.0
-    # too few rows for the sketch to pay: exact solves
+    # more parameters than rows, too few rows for the sketch: a solve per row
+    X, y = _scorer_data(n=300, d=400)
     few = InfluenceScorer(
-        LogisticRegression(tol=1e-12), curvature="cg", sketch_probes=200
+        LogisticRegression(C=0.1, tol=1e-12), curvature="cg", sketch_probes=200
     ).fit(X, y)
     assert few.self_influence_method_ == "solve"
+    exact = (
+        InfluenceScorer(LogisticRegression(C=0.1, tol=1e-12), curvature="exact")
+        .fit(X, y)
+        .self_influence_
+    )
+    assert_allclose(few.self_influence_, exact, rtol=1e-6)
 
 
 def test_scorer_falls_back_to_solves_when_the_curvature_cannot_be_sampled():
@@ -440,7 +448,8 @@ def test_scorer_falls_back_to_solves_when_the_curvature_cannot_be_sampled():
     y = np.exp(0.2 * X[:, 0]) * rng.gamma(4.0, 0.25, 300)
     est = TweedieRegressor(power=3, link="log", alpha=0.01, tol=1e-12, max_iter=1000)
     kw = {"train_gradient": "loss"}  # "auto" (total) is never sketched
-    scorer = InfluenceScorer(est, curvature="cg", sketch_probes=20, **kw).fit(X, y)
+    # p = 4 > 2 probes: the sketch is planned, and cannot sample this model
+    scorer = InfluenceScorer(est, curvature="cg", sketch_probes=2, **kw).fit(X, y)
     assert scorer.self_influence_method_ == "sketch"  # the plan, before trying
     values = scorer.self_influence_
     assert scorer.self_influence_method_ == "solve"

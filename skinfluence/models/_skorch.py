@@ -254,6 +254,9 @@ class TracInCheckpoints(Callback):
     checkpoints_ : list of (dict, float)
         ``(parameters by name on the CPU, learning rate of the first
         parameter group)`` per saved epoch, oldest first.
+    epoch_lr_ : float
+        The learning rate of the epoch in progress (a fitted attribute, so a
+        fitted net carrying this callback still clones).
 
     References
     ----------
@@ -282,7 +285,7 @@ class TracInCheckpoints(Callback):
     def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
         """Note the learning rate this epoch trains with (before any scheduler
         callback steps it at the epoch's end)."""
-        self._lr = float(net.optimizer_.param_groups[0]["lr"])
+        self.epoch_lr_ = float(net.optimizer_.param_groups[0]["lr"])
 
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
         """Save the parameters and the epoch's learning rate."""
@@ -293,7 +296,7 @@ class TracInCheckpoints(Callback):
             for k, p in net.module_.named_parameters()
             if p.requires_grad
         }
-        self.checkpoints_.append((theta, self._lr))
+        self.checkpoints_.append((theta, self.epoch_lr_))
         if self.max_checkpoints is not None:
             del self.checkpoints_[: -self.max_checkpoints]
 

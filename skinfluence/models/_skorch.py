@@ -262,6 +262,29 @@ class TracInCheckpoints(Callback):
     ----------
     Pruthi, Liu, Kale, Sundararajan. "Estimating Training Data Influence by
     Tracing Gradient Descent." NeurIPS 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skorch import NeuralNetClassifier
+    >>> from skinfluence import NoisyLabelDetector, TracInCheckpoints
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> X = (X / 16.0).astype(np.float32)
+    >>> _ = torch.manual_seed(0)
+    >>> net = NeuralNetClassifier(
+    ...     torch.nn.Sequential(torch.nn.Linear(64, 3)),
+    ...     criterion=torch.nn.CrossEntropyLoss,
+    ...     max_epochs=4,
+    ...     lr=0.1,
+    ...     train_split=None,
+    ...     verbose=0,
+    ...     callbacks=[TracInCheckpoints(every=2)],
+    ... ).fit(X[:200], y[:200])
+    >>> detector = NoisyLabelDetector(net, method="tracin").fit(X[:200], y[:200])
+    >>> detector.scores_.shape
+    (200,)
     """
 
     def __init__(self, every: int = 1, max_checkpoints: int | None = None) -> None:

@@ -35,7 +35,14 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/README.txt"]
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "**/README.txt",
+    # sphinx-gallery writes it; its page would load jQuery/DataTables from CDNs
+    "sg_execution_times.rst",
+]
 root_doc = "index"
 default_role = "literal"
 nitpicky = False

@@ -151,7 +151,6 @@ sphinx_gallery_conf = {
     "write_computation_times": False,
     "doc_module": ("skinfluence",),
     "backreferences_dir": "generated/backreferences",
-    "reference_url": {"skinfluence": None},  # local links only
     "matplotlib_animations": False,
     "first_notebook_cell": None,
     "line_numbers": False,

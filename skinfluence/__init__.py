@@ -7,6 +7,7 @@ removing training point ``i`` changes ``f_j`` by about ``S[j, i] / n_train``.
 from .estimators import (
     CleanedClassifier,
     CleanedRegressor,
+    DaskInfluenceScorer,
     InfluenceScorer,
     NoisyLabelDetector,
     Relabeler,
@@ -28,6 +29,7 @@ def __getattr__(name: str):
 __all__ = [
     "CleanedClassifier",
     "CleanedRegressor",
+    "DaskInfluenceScorer",
     "Finetuner",
     "InfluenceScorer",
     "NoisyLabelDetector",

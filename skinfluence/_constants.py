@@ -2,6 +2,8 @@
 
 #: Memory budget, in bytes, for one block of gradients or scores.  Blocked
 #: computations choose their chunk sizes so that no temporary exceeds it.
+#: The default of ``InfluenceScorer(memory_budget=None)``; a budget the user
+#: sets replaces both this and ``DENSE_MEMORY_BUDGET_BYTES``.
 MEMORY_BUDGET_BYTES = 256 * 2**20
 
 #: Memory budget, in bytes, for one dense ``p x p`` curvature matrix (the
@@ -10,8 +12,11 @@ MEMORY_BUDGET_BYTES = 256 * 2**20
 #: 4 x ``MEMORY_BUDGET_BYTES`` (1 GiB): about 11,500 parameters in float64.
 DENSE_MEMORY_BUDGET_BYTES = 4 * MEMORY_BUDGET_BYTES
 
-#: ``curvature="auto"`` picks the dense ``exact`` backend up to this many
-#: parameters and the matrix-free ``cg`` backend above.
+#: ``curvature="auto"`` picks the dense ``ggn`` backend for a network (a
+#: non-convex objective) up to this many parameters and
+#: ``CGCurvature(operator="ggn")`` above: the dense Gauss-Newton matrix is
+#: assembled from ``p`` products.  Convex models take ``exact`` while its
+#: dense factor fits the memory budget (see ``make_curvature``).
 AUTO_EXACT_MAX_PARAMS = 5_000
 
 #: ``grad_norm_`` above this fraction of the root-mean-square per-sample
@@ -50,3 +55,11 @@ HUTCHINSON_PROBES = 100
 #: Measured on digits logistic regression (depth 5000, batch 64): 1.5x
 #: diverges with small batches, 10x-70x agree with exact at Pearson >= 0.99.
 LISSA_AUTO_SCALE = 10.0
+
+#: Probes of the sketched self-influence (``InfluenceScorer(sketch_probes=)``
+#: default): with matrix-free curvature (CG) every training row's
+#: ``g^T C^{-1} g`` comes from this many solves instead of one per row, each
+#: value within a relative standard error ``sqrt(2 / k)`` (10 % at 200).
+#: Measured (binary LR, n = 20,000, p = 51, one thread): 200 probes cost
+#: ~0.6 s against ~90 s for one CG solve per row; Spearman 0.998 with exact.
+SKETCH_PROBES = 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,19 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
     ``damping="auto"`` resolves to ``_auto_damping_scale * mean_eigenvalue_``
     once the curvature is known.
 
+    Memory: ``fit`` takes the caller's ``memory_budget`` (bytes, ``None``
+    for the library defaults) as ``memory_budget_``; a backend that
+    allocates something dense checks it first and refuses, naming the
+    budget and a backend that fits.  :meth:`solve_width` says how many
+    float64 values one right-hand side of :meth:`solve` costs in
+    temporaries, so callers size their blocks to the path actually taken.
+
+    Optional: ``half_solve(V)`` returning ``W`` with ``W^T W = V^T (C +
+    damping I)^{-1} V`` (a Cholesky factor's triangular solve, the square
+    root of a diagonal or eigen inverse).  Quadratic forms such as
+    self-influence then cost one half solve and a squared norm per row.
+    Backends without it simply do not define the method.
+
     Backends are scikit-learn estimators for ``get_params``/``set_params``/
     ``clone``, so ``InfluenceScorer(curvature=CGCurvature(rtol=1e-6))`` can be
     tuned through ``curvature__rtol``.
@@ -40,7 +53,12 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
     _auto_damping_scale: float = AUTO_DAMPING_SCALE
 
     def fit(
-        self, adapter: Any, *, damping: float | str = 0.0, verbose: int = 0
+        self,
+        adapter: Any,
+        *,
+        damping: float | str = 0.0,
+        verbose: int = 0,
+        memory_budget: int | None = None,
     ) -> CurvatureBackend:
         """Fit the backend to ``adapter``'s training objective.
 
@@ -53,12 +71,26 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
             ``"auto"`` for a fraction of its mean eigenvalue.
         verbose : int, default=0
             Progress bars on iterative work when positive.
+        memory_budget : int or None, default=None
+            Bytes any one dense allocation may take (a ``p x p`` matrix, a
+            block of temporaries); ``None``: the library defaults.  Dense
+            backends refuse before allocating when they do not fit.
 
         Returns
         -------
         self : CurvatureBackend
         """
         self._validate_params()
+        if memory_budget is not None and (
+            not isinstance(memory_budget, Integral)
+            or isinstance(memory_budget, bool)
+            or memory_budget < 1
+        ):
+            raise ValueError(
+                f"memory_budget must be a positive number of bytes or None; got "
+                f"{memory_budget!r} (InfluenceScorer parses strings like '2GB')."
+            )
+        self.memory_budget_ = None if memory_budget is None else int(memory_budget)
         if not (damping == "auto" or (isinstance(damping, Real) and damping >= 0)):
             raise ValueError(
                 f"damping must be a number >= 0 or 'auto'; got {damping!r}."
@@ -97,6 +129,26 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
             return V.copy()
         return self._solve(V)
 
+    def solve_width(self, adapter: Any) -> int:
+        """Float64 temporaries one right-hand side of :meth:`solve` costs.
+
+        Callers size their blocks of right-hand sides as ``budget / (8 *
+        width)``.  The default is a matrix-free product's, which holds
+        per-sample outputs for every training row (``n_train * n_outputs``)
+        besides a few ``n_params`` vectors; backends that apply a stored
+        factor override it with ``~n_params``.
+
+        Parameters
+        ----------
+        adapter : ModelAdapter
+
+        Returns
+        -------
+        width : int
+        """
+        p = int(adapter.n_params)
+        return 4 * p + int(adapter.n_train) * int(adapter.n_outputs)
+
     def as_linear_operator(self) -> LinearOperator:
         """The inverse curvature as a ``scipy`` ``LinearOperator``."""
         check_is_fitted(self)
@@ -124,9 +176,9 @@ class CurvatureBackend(BaseEstimator, metaclass=ABCMeta):
 # ---------------------------------------------------------------------------
 
 
-def dense_operator(op: LinearOperator) -> NDArray:
+def dense_operator(op: LinearOperator, budget: int | None = None) -> NDArray:
     """Assemble a symmetric ``LinearOperator`` densely, in column chunks."""
-    return dense_from_matmat(op.matmat, op.shape[0])
+    return dense_from_matmat(op.matmat, op.shape[0], budget=budget)
 
 
 def hessian_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
@@ -145,18 +197,18 @@ def ggn_diagonal(adapter: Any, random_state: Any = 0) -> NDArray:
     return hutchinson_diagonal(op.matmat, adapter.n_params, random_state)
 
 
-def hessian_matrix(adapter: Any) -> NDArray:
+def hessian_matrix(adapter: Any, budget: int | None = None) -> NDArray:
     """The adapter's dense Hessian, or one assembled from its products."""
     if isinstance(adapter, DenseCurvature):
         return np.array(adapter.hessian_matrix(), dtype=np.float64)
-    return dense_operator(adapter.hessian_operator())
+    return dense_operator(adapter.hessian_operator(), budget)
 
 
-def ggn_matrix(adapter: Any) -> NDArray:
+def ggn_matrix(adapter: Any, budget: int | None = None) -> NDArray:
     """The adapter's dense Gauss-Newton matrix, or one assembled from products."""
     if isinstance(adapter, DenseCurvature):
         return np.array(adapter.ggn_matrix(), dtype=np.float64)
-    return dense_operator(adapter.ggn_operator())
+    return dense_operator(adapter.ggn_operator(), budget)
 
 
 class DenseFactor:
@@ -184,3 +236,22 @@ class DenseFactor:
             return linalg.cho_solve(self._chol, V, check_finite=False)
         Q, inv = self._eig
         return Q @ (inv[:, None] * (Q.T @ V))
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``W`` with ``W^T W = V^T A^{-1} V``: ``L^{-1} V`` for ``A = L L^T``,
+        ``inv^{1/2} Q^T V`` for the eigen pseudo-inverse."""
+        if self.method == "cholesky":
+            L, lower = self._chol
+            return linalg.solve_triangular(L, V, lower=lower, check_finite=False)
+        Q, inv = self._eig
+        return np.sqrt(inv)[:, None] * (Q.T @ V)
+
+
+def check_rhs(backend: CurvatureBackend, V: NDArray) -> NDArray:
+    """``V`` as a float64 (n_params, k) block for ``half_solve``, or a
+    ``ValueError`` naming the shape expected."""
+    check_is_fitted(backend)
+    V = np.asarray(V, dtype=np.float64)
+    if V.ndim != 2 or V.shape[0] != backend.n_params_:
+        raise ValueError(f"V must have shape ({backend.n_params_}, k); got {V.shape}.")
+    return V

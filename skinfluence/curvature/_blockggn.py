@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from ..models import KroneckerStatistics, require
 from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import CurvatureBackend, DenseFactor
+from ._base import CurvatureBackend, DenseFactor, check_rhs
 
 
 class BlockGGNCurvature(CurvatureBackend):
@@ -85,7 +85,10 @@ class BlockGGNCurvature(CurvatureBackend):
         self.blocks_ = adapter.parameter_blocks(self.blocks)
         idx = [b for _, b in self.blocks_]
         check_dense_fits(
-            self.n_params_, "block Gauss-Newton", blocks=[len(b) for b in idx]
+            self.n_params_,
+            "block Gauss-Newton",
+            blocks=[len(b) for b in idx],
+            budget=self.memory_budget_,
         )
         self._G = adapter.ggn_blocks(idx, verbose=self._verbose)
         self.mean_eigenvalue_ = float(
@@ -119,6 +122,30 @@ class BlockGGNCurvature(CurvatureBackend):
             out[idx] = f.solve(V[idx])
         return out
 
+    def solve_width(self, adapter: Any) -> int:
+        """Stored block factors: the solution and one copy per column."""
+        return 2 * int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``W`` with ``W^T W = V^T (C + damping I)^{-1} V``: each block's
+        triangular solve (or eigen square root), stacked in block order.
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (n_params, k)
+        """
+        V = check_rhs(self, V)
+        return np.vstack(
+            [
+                f.half_solve(V[idx])
+                for (_, idx), f in zip(self.blocks_, self._factors, strict=True)
+            ]
+        )
+
     def curvature_matrix(self) -> NDArray:
         """The dense block-diagonal ``C`` (no damping) in the adapter's order.
 
@@ -126,6 +153,7 @@ class BlockGGNCurvature(CurvatureBackend):
         -------
         C : ndarray of shape (n_params, n_params)
         """
+        check_dense_fits(self.n_params_, "block Gauss-Newton matrix")
         C = np.zeros((self.n_params_, self.n_params_))
         for (_, idx), G in zip(self.blocks_, self._G, strict=True):
             C[np.ix_(idx, idx)] = G

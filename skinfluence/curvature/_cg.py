@@ -80,6 +80,13 @@ class CGCurvature(CurvatureBackend):
             diag = hessian_diagonal(adapter)
         self.mean_eigenvalue_ = float(np.mean(diag))
 
+    def solve_width(self, adapter: Any) -> int:
+        """Per column: ``X, R, P, A P`` and a gathered copy (``~6 n_params``),
+        and the curvature product's per-sample outputs (``~2 n_train
+        n_outputs`` for the linear adapters' products)."""
+        p = int(adapter.n_params)
+        return 6 * p + 2 * int(adapter.n_train) * int(adapter.n_outputs)
+
     def _matmat(self, V: NDArray) -> NDArray:
         return self.operator_.matmat(V) + self.damping_ * V
 

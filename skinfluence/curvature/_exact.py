@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval
-from ._base import CurvatureBackend, DenseFactor, hessian_matrix
+from ._base import CurvatureBackend, DenseFactor, check_rhs, hessian_matrix
 
 
 class ExactCurvature(CurvatureBackend):
@@ -44,9 +44,13 @@ class ExactCurvature(CurvatureBackend):
 
     Notes
     -----
-    Memory is ``p^2`` floats; over ``DENSE_MEMORY_BUDGET_BYTES`` (1 GiB, about
-    11,500 parameters) ``fit`` refuses before allocating and names the
-    matrix-free backends (``"cg"``, ``"ekfac"``).
+    Memory is ``p^2`` floats (the factor), held twice for a moment while it
+    is factorised; over the memory budget (``fit``'s ``memory_budget``;
+    by default ``DENSE_MEMORY_BUDGET_BYTES``, 1 GiB, about 11,500
+    parameters) ``fit`` refuses before allocating and names the matrix-free
+    backends (``"cg"``, ``"ekfac"``).  :meth:`half_solve` applies ``L^{-1}``
+    (one triangular solve), so ``g^T (H + damping I)^{-1} g = ||L^{-1}
+    g||^2``.
     """
 
     _parameter_constraints: dict = {"rcond": [Interval(Real, 0, 1, closed="both")]}
@@ -55,16 +59,21 @@ class ExactCurvature(CurvatureBackend):
         self.rcond = rcond
 
     def _curvature_matrix(self, adapter: Any) -> NDArray:
-        return hessian_matrix(adapter)
+        return hessian_matrix(adapter, self.memory_budget_)
 
     def _fit(self, adapter: Any) -> None:
         # refused before the closed form or the assembly allocates anything
-        check_dense_fits(adapter.n_params, f"{type(self).__name__} curvature")
+        check_dense_fits(
+            adapter.n_params,
+            f"{type(self).__name__} curvature",
+            budget=self.memory_budget_,
+        )
         self._H = self._curvature_matrix(adapter)
         self.mean_eigenvalue_ = float(np.trace(self._H) / self.n_params_)
 
     def _factorize(self) -> None:
-        A = self._H + self.damping_ * np.eye(self.n_params_)
+        A = self._H  # owned here (a copy of the adapter's): damped in place
+        A[np.diag_indices_from(A)] += self.damping_
         self._factor = DenseFactor(A, self.rcond)
         self.method_ = self._factor.method
         self.min_eigenvalue_ = self._factor.min_eigenvalue
@@ -83,3 +92,21 @@ class ExactCurvature(CurvatureBackend):
 
     def _solve(self, V: NDArray) -> NDArray:
         return self._factor.solve(V)
+
+    def solve_width(self, adapter: Any) -> int:
+        """A stored factor: the solution and one copy of ``V`` per column."""
+        return 2 * int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``W = L^{-1} V`` for the Cholesky factor ``L`` (``W^T W = V^T (H +
+        damping I)^{-1} V``); ``diag(inv)^{1/2} Q^T V`` for the eigen fallback.
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (n_params, k)
+        """
+        return self._factor.half_solve(check_rhs(self, V))

@@ -44,4 +44,4 @@ class GGNCurvature(ExactCurvature):
     """
 
     def _curvature_matrix(self, adapter: Any) -> NDArray:
-        return ggn_matrix(adapter)
+        return ggn_matrix(adapter, self.memory_budget_)

@@ -13,8 +13,10 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 
 from ..models import KroneckerLayer, KroneckerStatistics, require
+from ..utils._chunks import context_budget
+from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import CurvatureBackend
+from ._base import CurvatureBackend, check_rhs
 
 #: ``damping="auto"`` for K-FAC and EK-FAC: this fraction of each layer's mean
 #: eigenvalue (Grosse et al. 2023, section 5; kronfluence's
@@ -85,7 +87,12 @@ class _KroneckerCurvature(CurvatureBackend):
     _auto_damping_scale = KFAC_AUTO_DAMPING_SCALE
 
     def fit(
-        self, adapter: Any, *, damping: float | str = 0.0, verbose: int = 0
+        self,
+        adapter: Any,
+        *,
+        damping: float | str = 0.0,
+        verbose: int = 0,
+        memory_budget: int | None = None,
     ) -> _KroneckerCurvature:
         """Fit the Kronecker factors to ``adapter``'s training objective.
 
@@ -99,13 +106,18 @@ class _KroneckerCurvature(CurvatureBackend):
             ``"auto"``: 0.1 x each layer's own mean eigenvalue.
         verbose : int, default=0
             Progress bars over the row batches when positive.
+        memory_budget : int or None, default=None
+            Bytes the largest layer's factors may take together (``n_in^2 +
+            n_out^2 + n_in n_out`` floats); ``None``: the library defaults.
 
         Returns
         -------
         self
         """
         self._auto = isinstance(damping, str) and damping == "auto"
-        return super().fit(adapter, damping=damping, verbose=verbose)
+        return super().fit(
+            adapter, damping=damping, verbose=verbose, memory_budget=memory_budget
+        )
 
     # -- fit ---------------------------------------------------------------
 
@@ -127,6 +139,18 @@ class _KroneckerCurvature(CurvatureBackend):
             instead="use 'cg' or 'ggn'",
         )
         layers = adapter.kronecker_layers()
+        # per layer: the two factors, their eigenbases and the eigenvalues
+        # (checked against a budget the user set; none was checked before)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            root2 = np.sqrt(2.0)
+            check_dense_fits(
+                self.n_params_,
+                f"{name.upper()} factors",
+                blocks=[int(np.ceil(root2 * ly.n_in)) for ly in layers]
+                + [int(np.ceil(root2 * ly.n_out)) for ly in layers]
+                + [int(np.ceil(np.sqrt(ly.n_in * ly.n_out))) for ly in layers],
+                budget=self.memory_budget_,
+            )
         A = [np.zeros((ly.n_in, ly.n_in)) for ly in layers]
         S = [np.zeros((ly.n_out, ly.n_out)) for ly in layers]
         positions = [1] * len(layers)
@@ -211,6 +235,33 @@ class _KroneckerCurvature(CurvatureBackend):
             out[ly.index] = (f.Q_S @ (Y * inv) @ f.Q_A.T).reshape(k, -1).T
         return out
 
+    def solve_width(self, adapter: Any) -> int:
+        """Per column: the layer block, its rotation and the solution."""
+        return 3 * int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``W`` with ``W^T W = V^T (C + damping I)^{-1} V``: per layer the
+        rotated block ``Q_S^T V_l Q_A`` times the square root of the inverse
+        denominators (non-negative: pseudo-inverse entries are 0).
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (n_params, k)
+        """
+        V = check_rhs(self, V)
+        k = V.shape[1]
+        out = []
+        for f, inv in zip(self.factors_, self._inv, strict=True):
+            ly = f.layer
+            Vl = V[ly.index].T.reshape(k, ly.n_out, ly.n_in)
+            Y = f.Q_S.T @ Vl @ f.Q_A
+            out.append((Y * np.sqrt(inv)).reshape(k, -1).T)
+        return np.vstack(out)
+
     def curvature_matrix(self) -> NDArray:
         """The dense approximation ``C`` (no damping) in the adapter's order.
 
@@ -223,6 +274,7 @@ class _KroneckerCurvature(CurvatureBackend):
         -------
         C : ndarray of shape (n_params, n_params)
         """
+        check_dense_fits(self.n_params_, f"{type(self).__name__} matrix")
         C = np.zeros((self.n_params_, self.n_params_))
         for f in self.factors_:
             Q = f.basis()

@@ -116,6 +116,12 @@ class LiSSACurvature(CurvatureBackend):
         else:
             self.scale_ = float(self.scale)
 
+    def solve_width(self, adapter: Any) -> int:
+        """Per column: ``h``, the product, the sum (``~4 n_params``) and a
+        minibatch's per-sample outputs (``2 batch_size n_outputs``)."""
+        p = int(adapter.n_params)
+        return 4 * p + 2 * int(self.batch_size) * int(adapter.n_outputs)
+
     def _solve(self, V: NDArray) -> NDArray:
         rng = check_random_state(self.random_state)
         n, s = self._n, self.scale_ + self.damping_

@@ -11,8 +11,10 @@ from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh
 from sklearn.utils import check_random_state
 
+from ..utils._chunks import context_budget
+from ..utils._linalg import check_dense_fits
 from ..utils._sklearn_compat import Interval
-from ._base import CurvatureBackend, hessian_diagonal
+from ._base import CurvatureBackend, check_rhs, hessian_diagonal
 
 
 class LowRankCurvature(CurvatureBackend):
@@ -62,7 +64,18 @@ class LowRankCurvature(CurvatureBackend):
         p = adapter.n_params
         op = adapter.hessian_operator()
         k = min(self.rank, p)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            # Lanczos keeps 2k + 1 vectors of p (scipy's default ncv)
+            check_dense_fits(
+                p,
+                "low-rank curvature's Lanczos basis",
+                shape=(p, min(2 * k + 1, p)),
+                budget=self.memory_budget_,
+            )
         if k >= p - 1:
+            check_dense_fits(
+                p, "low-rank curvature (rank >= p - 1)", budget=self.memory_budget_
+            )
             w, Q = eigh(op.matmat(np.eye(p)))
             w, Q = w[-k:], Q[:, -k:]
         else:
@@ -78,6 +91,32 @@ class LowRankCurvature(CurvatureBackend):
                 "A kept eigenvalue plus damping is not positive; add damping."
             )
         self._inv = 1.0 / denom
+
+    def solve_width(self, adapter: Any) -> int:
+        """``Q^T V`` and the solution: ``rank + 2 p`` values per column."""
+        return int(self.eigenvectors_.shape[1]) + 2 * int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``W`` with ``W^T W = V^T (Q diag(lambda) Q^T + damping I)^{-1} V``.
+
+        ``[diag(lambda + damping)^{-1/2} Q^T V ; (V - Q Q^T V) / sqrt(damping)]``
+        (the second part only with damping > 0), of ``rank (+ n_params)`` rows.
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (rank or rank + n_params, k)
+        """
+        V = check_rhs(self, V)
+        Q = self.eigenvectors_
+        QtV = Q.T @ V
+        top = np.sqrt(self._inv)[:, None] * QtV
+        if self.damping_ <= 0:
+            return top
+        return np.vstack([top, (V - Q @ QtV) / np.sqrt(self.damping_)])
 
     def _solve(self, V: NDArray) -> NDArray:
         Q = self.eigenvectors_

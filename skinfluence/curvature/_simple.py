@@ -10,8 +10,9 @@ from numpy.typing import NDArray
 from scipy import linalg
 
 from .._constants import AUTO_DAMPING_SCALE_EF
-from ..utils._chunks import chunk_size, chunks
-from ._base import CurvatureBackend, DenseFactor, hessian_diagonal
+from ..utils._chunks import chunk_size, chunks, context_budget
+from ..utils._linalg import check_dense_fits
+from ._base import CurvatureBackend, DenseFactor, check_rhs, hessian_diagonal
 
 
 class IdentityCurvature(CurvatureBackend):
@@ -38,6 +39,23 @@ class IdentityCurvature(CurvatureBackend):
 
     def _solve(self, V: NDArray) -> NDArray:
         return V / (1.0 + self.damping_)
+
+    def solve_width(self, adapter: Any) -> int:
+        """The solution only."""
+        return int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``V / sqrt(1 + damping)``.
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (n_params, k)
+        """
+        return check_rhs(self, V) / np.sqrt(1.0 + self.damping_)
 
 
 class DiagonalCurvature(CurvatureBackend):
@@ -90,6 +108,23 @@ class DiagonalCurvature(CurvatureBackend):
     def _solve(self, V: NDArray) -> NDArray:
         return self._inv[:, None] * V
 
+    def solve_width(self, adapter: Any) -> int:
+        """The solution only."""
+        return int(adapter.n_params)
+
+    def half_solve(self, V: NDArray) -> NDArray:
+        """``diag(C + damping I)^{-1/2} V``.
+
+        Parameters
+        ----------
+        V : ndarray of shape (n_params, k)
+
+        Returns
+        -------
+        W : ndarray of shape (n_params, k)
+        """
+        return np.sqrt(self._inv)[:, None] * check_rhs(self, V)
+
 
 class EFCurvature(CurvatureBackend):
     """Empirical Fisher / outer product: ``C = (1/n) sum_i g_i g_i^T + L2``.
@@ -118,8 +153,19 @@ class EFCurvature(CurvatureBackend):
 
     def _fit(self, adapter: Any) -> None:
         n, p = adapter.n_train, adapter.n_params
+        # the gradients (n x p), and the p x p matrix when solved densely
+        # (checked against a budget the user set; none was checked before)
+        if self.memory_budget_ is not None or context_budget() is not None:
+            check_dense_fits(
+                p,
+                "empirical Fisher (the per-sample gradients)",
+                shape=(n, p),
+                budget=self.memory_budget_,
+            )
+            if p <= n:
+                check_dense_fits(p, "empirical Fisher", budget=self.memory_budget_)
         G = np.empty((n, p))
-        for t in chunks(n, chunk_size(p)):
+        for t in chunks(n, chunk_size(p, budget=self.memory_budget_)):
             G[t] = adapter.train_grads(t)
         self._U = G.T / np.sqrt(n)  # (p, n): C = U U^T + diag(pen) + N N^T
         self._pen = np.asarray(adapter.penalty, dtype=np.float64)
@@ -150,6 +196,11 @@ class EFCurvature(CurvatureBackend):
             self._small = linalg.cho_factor(small, lower=True)
             self._DU = DU
         del self._U
+
+    def solve_width(self, adapter: Any) -> int:
+        """Dense: the solution and a copy; Woodbury: also ``n_train`` values."""
+        p = int(adapter.n_params)
+        return 2 * p + (int(adapter.n_train) if self.method_ == "woodbury" else 0)
 
     def _solve(self, V: NDArray) -> NDArray:
         if self.method_ == "dense":

@@ -6,11 +6,13 @@ from ._cleaning import (
     NoisyLabelDetector,
     Relabeler,
 )
+from ._dask import DaskInfluenceScorer
 from ._influence_scorer import InfluenceScorer
 
 __all__ = [
     "CleanedClassifier",
     "CleanedRegressor",
+    "DaskInfluenceScorer",
     "InfluenceScorer",
     "NoisyLabelDetector",
     "Relabeler",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from scipy import sparse
@@ -36,6 +37,7 @@ from ..influence import (
     validation_minimum_scores,
 )
 from ..models import Finetuner, encode_labels
+from ..utils._chunks import memory_budget_context, parse_memory_budget
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -47,7 +49,11 @@ from ..utils._sklearn_compat import (
     _safe_indexing,
 )
 from ._defaults import _ReachableDefaults
-from ._influence_scorer import InfluenceScorer, _check_sample_weight
+from ._influence_scorer import (
+    InfluenceScorer,
+    _accepts_memory_budget,
+    _check_sample_weight,
+)
 
 _COMMON = {
     "estimator": [HasMethods(["fit"]), None],
@@ -58,7 +64,22 @@ _COMMON = {
     "finetune": [HasMethods(["run"]), None],
     "dtype": [StrOptions({"float64", "float32"}), None],
     "device": "no_validation",  # str or torch.device: checked by the adapter
+    "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
+    "n_jobs": [Integral, None],
 }
+
+
+def _within_budget(fit):
+    """Run a cleaner's ``fit`` inside its memory budget, so the influence code
+    it calls beyond its scorer (validation influence, VM/FVM) honours it."""
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        with memory_budget_context(parse_memory_budget(self.memory_budget)):
+            return fit(self, *args, **kwargs)
+
+    return wrapper
+
 
 #: Methods that never use the curvature of the training objective (nor assume
 #: the model sits at its optimum).
@@ -117,6 +138,8 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
             verbose=self.verbose,
             dtype=self.dtype,
             device=self.device,
+            memory_budget=self.memory_budget,
+            n_jobs=self.n_jobs,
         )
         with warnings.catch_warnings():
             if free:
@@ -164,11 +187,19 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
         )
         # the validation Hessian at a fine-tuned point can be indefinite: "auto"
         # takes the Gauss-Newton matrix, the paper's PSD stand-in
+        budget = self.scorer_.memory_budget_
         backend = make_curvature(
-            self.curvature, adapter, random_state=self.random_state, gauss_newton=True
+            self.curvature,
+            adapter,
+            random_state=self.random_state,
+            gauss_newton=True,
+            memory_budget=budget,
         )
-        backend.fit(adapter, damping=self.damping, verbose=self.verbose)
-        grad_norm, scale = stationarity(adapter)
+        extra = {"memory_budget": budget} if _accepts_memory_budget(backend) else {}
+        backend.fit(adapter, damping=self.damping, verbose=self.verbose, **extra)
+        grad_norm, scale = stationarity(
+            adapter, memory_budget=budget, n_jobs=self.n_jobs
+        )
         if grad_norm > 0.1 * scale:
             warnings.warn(
                 f"Fine-tuning stopped short of a validation minimum (||grad J_val|| = "
@@ -274,6 +305,13 @@ class NoisyLabelDetector(_InfluenceCleaner):
         the fine-tuning.
     dtype, device
         As :class:`~skinfluence.InfluenceScorer` (networks only).
+    memory_budget : int, str or None, default=None
+        As :class:`~skinfluence.InfluenceScorer`: bytes (or ``"2GB"``,
+        ``"512MiB"``) any one block or dense curvature may take; passed to
+        the scorer and to the validation curvature of ``"vm"``/``"fvm"``.
+    n_jobs : int or None, default=None
+        Workers for the scorer's row blocks (``joblib``); results equal the
+        sequential ones.
 
     Attributes
     ----------
@@ -383,7 +421,11 @@ class NoisyLabelDetector(_InfluenceCleaner):
         verbose=0,
         dtype=None,
         device=None,
+        memory_budget=None,
+        n_jobs=None,
     ):
+        self.memory_budget = memory_budget
+        self.n_jobs = n_jobs
         self.estimator = estimator
         self.method = method
         self.curvature = curvature
@@ -396,6 +438,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self.device = device
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @_within_budget
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Score every training point and flag the suspicious ones.
 
@@ -510,6 +553,8 @@ class Relabeler(_InfluenceCleaner):
     method : {"label_influence", "vm", "fvm"}, default="label_influence"
     curvature, damping, finetune, random_state, verbose, dtype, device
         As :class:`NoisyLabelDetector`.
+    memory_budget, n_jobs
+        As :class:`NoisyLabelDetector`.
     max_fraction : float in (0, 1], default=0.1
         Most points relabelled.
 
@@ -577,7 +622,11 @@ class Relabeler(_InfluenceCleaner):
         verbose=0,
         dtype=None,
         device=None,
+        memory_budget=None,
+        n_jobs=None,
     ):
+        self.memory_budget = memory_budget
+        self.n_jobs = n_jobs
         self.estimator = estimator
         self.method = method
         self.curvature = curvature
@@ -590,6 +639,7 @@ class Relabeler(_InfluenceCleaner):
         self.device = device
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @_within_budget
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Suggest labels and choose which to change.
 
@@ -732,11 +782,17 @@ class _Cleaned(_ReachableDefaults, MetaEstimatorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"]), None],
         "cleaner": [HasMethods(["fit_resample"]), None],
+        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
+        "n_jobs": [Integral, None],
     }
 
-    def __init__(self, estimator=None, cleaner=None):
+    def __init__(
+        self, estimator=None, cleaner=None, *, memory_budget=None, n_jobs=None
+    ):
         self.estimator = estimator
         self.cleaner = cleaner
+        self.memory_budget = memory_budget
+        self.n_jobs = n_jobs
 
     def _default_cleaner(self):
         return NoisyLabelDetector()
@@ -812,6 +868,18 @@ class _Cleaned(_ReachableDefaults, MetaEstimatorMixin, BaseEstimator):
             cleaner_params = {"sample_weight": sample_weight}
             est_params = {_weight_key(estimator, "estimator"): sample_weight}
         self.cleaner_ = clone(cleaner)
+        # the budget and workers reach a cleaner that takes them (ours do)
+        accepted = self.cleaner_.get_params(deep=False)
+        self.cleaner_.set_params(
+            **{
+                k: v
+                for k, v in (
+                    ("memory_budget", self.memory_budget),
+                    ("n_jobs", self.n_jobs),
+                )
+                if v is not None and k in accepted
+            }
+        )
         Xc, yc = self.cleaner_.fit_resample(X, y, **cleaner_params)
         est_params = self._to_kept_rows(est_params, _num_samples(X))
         self.estimator_ = clone(estimator)
@@ -905,6 +973,12 @@ class CleanedClassifier(ClassifierMixin, _Cleaned):
         reachable as any sub-estimator: ``set_params`` (and so
         ``GridSearchCV``) given ``cleaner__contamination`` or
         ``estimator__C`` puts the default in place of ``None`` first.
+    memory_budget : int, str or None, default=None
+        Passed to the cleaner when it takes it (:class:`NoisyLabelDetector`,
+        :class:`Relabeler`) and not ``None``: bytes (or ``"2GB"``) any one
+        block or dense curvature of its scorer may take.
+    n_jobs : int or None, default=None
+        Passed to the cleaner likewise: workers for its scorer's row blocks.
 
     Attributes
     ----------
@@ -948,6 +1022,12 @@ class CleanedRegressor(RegressorMixin, _Cleaned):
         ``None`` means ``NoisyLabelDetector(LinearRegression())``; reachable
         by ``set_params``/``GridSearchCV`` as ``cleaner__<param>`` (the
         default is put in place of ``None`` first).
+    memory_budget : int, str or None, default=None
+        Passed to the cleaner when it takes it (:class:`NoisyLabelDetector`,
+        :class:`Relabeler`) and not ``None``: bytes (or ``"2GB"``) any one
+        block or dense curvature of its scorer may take.
+    n_jobs : int or None, default=None
+        Passed to the cleaner likewise: workers for its scorer's row blocks.
 
     Attributes
     ----------

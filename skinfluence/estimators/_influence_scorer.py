@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -26,7 +28,7 @@ from sklearn.utils import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._constants import STATIONARITY_ATOL
+from .._constants import SKETCH_PROBES, STATIONARITY_ATOL
 from ..curvature import CURVATURES, make_curvature
 from ..influence import (
     TARGETS,
@@ -41,13 +43,15 @@ from ..influence import (
     parameter_change,
     query_grads,
     regression_diagnostics,
-    self_influence,
+    self_influence_plan,
+    self_influence_result,
     self_prediction_influence,
     stationarity,
     tracin_pairwise,
     warn_if_not_stationary,
 )
 from ..models import NamedParameters, make_adapter
+from ..utils._chunks import memory_budget_context, parse_memory_budget
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -140,6 +144,30 @@ def _check_sample_weight(sample_weight, X):
     return w
 
 
+def _in_budget(method):
+    """Run a fitted scorer's method inside its memory budget, so every block
+    the influence code sizes (several calls deep) honours it."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with memory_budget_context(self.__dict__.get("memory_budget_")):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _accepts_memory_budget(backend) -> bool:
+    """Whether ``backend.fit`` takes ``memory_budget`` (a third-party backend
+    written before it existed may not)."""
+    try:
+        params = inspect.signature(backend.fit).parameters
+    except (TypeError, ValueError):
+        return False
+    return "memory_budget" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
 def _check_method(method) -> str:
     if method not in ("first_order", "newton"):
         raise ValueError(f"method must be 'first_order' or 'newton'; got {method!r}.")
@@ -192,10 +220,12 @@ class InfluenceScorer(
         layer; ``"auto"`` damping is 0.1 x each layer's mean eigenvalue),
         ``"blockggn"``
         (exact Gauss-Newton blocks per layer) or ``"identity"`` (gradient dot
-        product).  ``"auto"`` is ``"exact"`` up to 5000 parameters and
-        ``"cg"`` above for convex models (the scikit-learn linear models and
-        GLMs), and the Gauss-Newton family for networks, whose Hessian is
-        indefinite away from an optimum: ``"ggn"`` up to 5000 parameters and
+        product).  ``"auto"`` is ``"exact"`` for convex models (the
+        scikit-learn linear models and GLMs) while the dense ``p x p``
+        factor fits ``memory_budget`` (by default 1 GiB, about 11,500
+        parameters) and ``"cg"`` above, and the Gauss-Newton family for
+        networks, whose Hessian is indefinite away from an optimum: ``"ggn"``
+        up to 5000 parameters and
         ``CGCurvature(operator="ggn")`` above.  ``curvature_`` shows the
         choice.  A backend object keeps its own parameters, reachable as
         ``curvature__<name>``.
@@ -217,10 +247,44 @@ class InfluenceScorer(
         which; ``"loss"`` for networks, where PBRF is the ground truth).
     batch_size : int, default=None
         Rows per block of gradients and scores; ``None`` picks the largest
-        block inside a 256 MiB budget.
+        block inside the memory budget.
+    memory_budget : int, str or None, default=None
+        Bytes that any one allocation scaling with the data or the parameters
+        may take: an int, or a string such as ``"2GB"`` or ``"512MiB"``
+        (decimal and binary units).  Blocks of gradients, solves and scores
+        are sized from it, for the path actually taken (a stored factor
+        costs ~``n_params`` values per right-hand side, a matrix-free product
+        ~``n_train * n_outputs``); a dense ``p x p`` curvature that does not
+        fit is refused before anything is allocated, naming the budget, the
+        size needed and the matrix-free backends that fit.  With ``n_jobs``
+        workers each block gets ``1 / n_jobs`` of it.  ``None``: 256 MiB per
+        block and 1 GiB for a dense curvature
+        (``skinfluence._constants.MEMORY_BUDGET_BYTES`` and
+        ``DENSE_MEMORY_BUDGET_BYTES``).  It bounds the blocks, not the
+        results: ``influence`` returns ``n_query x n_train`` scores.
+    n_jobs : int or None, default=None
+        Workers for the row blocks of ``influence`` and ``self_influence_``
+        (and the gradient pass of ``fit``), through ``joblib`` (threads:
+        BLAS, LAPACK and torch release the GIL; a ``joblib.parallel_config``
+        backend or ``n_jobs`` in effect applies).  ``None``: 1 unless a
+        ``joblib.parallel_config`` says otherwise; ``-1``: all cores.  Results
+        equal the sequential ones.  The evaluation loops (leave-one-out,
+        LDS) read it as their default.
+    sketch_probes : int or None, default=200
+        Probes of the sketched self-influence, used when the curvature is
+        matrix-free conjugate gradient (``"cg"``, what ``"auto"`` picks when
+        the dense factor does not fit the memory budget) on a linear model
+        or GLM with more than ``2 * sketch_probes`` training rows: every
+        row's ``self_influence_`` then comes from ``sketch_probes`` solves
+        instead of one solve per row, an unbiased estimate whose relative
+        standard error is ``sqrt(2 / sketch_probes)`` (10 % at 200, exactly:
+        each value is the true one times ``chi2_k / k``), recorded in
+        ``self_influence_error_``.  ``None``: always exact (one CG solve per
+        row).  ``influence`` and the other questions are never sketched.
     random_state : int, RandomState instance or None, default=None
         Seed for stochastic curvature backends (``lissa``, ``lowrank``,
-        ``diagonal`` probes) whose own ``random_state`` is ``None``.
+        ``diagonal`` probes) whose own ``random_state`` is ``None``, and for
+        the sketch's probes.
     verbose : int, default=0
         Show progress bars on long work when positive.
     dtype : {"float64", "float32"} or None, default=None
@@ -275,7 +339,22 @@ class InfluenceScorer(
         ``g_i^T (H + damping I)^{-1} g_i >= 0`` (with ``train_gradient="total"``
         the right factor is the total gradient: the predicted change of the
         point's own loss on removal, which can be negative).  Computed on
-        first access, then stored: it costs one solve per training point.
+        first access, then stored, by ``self_influence_method_``.
+    self_influence_method_ : {"kronecker", "factor", "sketch", "solve"}
+        How ``self_influence_`` is computed, chosen at ``fit`` by cost and
+        memory: ``"kronecker"`` (K-FAC/EK-FAC: squared rotated layer
+        statistics, no per-row gradient), ``"factor"`` (a backend with a
+        stored factor: one triangular solve and a squared norm per row,
+        ``||L^{-1} g_i||^2``), ``"sketch"`` (CG: ``sketch_probes`` solves for
+        all rows, see ``sketch_probes``), ``"solve"`` (one solve per row,
+        blocked).  A sketch falls back to ``"solve"`` for a model whose
+        curvature cannot be sampled (an indefinite observed Hessian, e.g.
+        ``TweedieRegressor(power=3)``); the attribute then says so.
+    self_influence_error_ : float
+        Relative standard error of each ``self_influence_`` value: 0.0 for
+        the exact methods, ``sqrt(2 / sketch_probes)`` for the sketch.
+    memory_budget_ : int or None
+        ``memory_budget`` in bytes (``None``: the defaults).
 
     See Also
     --------
@@ -347,6 +426,9 @@ class InfluenceScorer(
         "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "train_gradient": [StrOptions({"auto", "loss", "total"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
+        "n_jobs": [Integral, None],
+        "sketch_probes": [Interval(Integral, 2, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [StrOptions({"float64", "float32"}), None],
@@ -361,6 +443,9 @@ class InfluenceScorer(
         damping=0.0,
         train_gradient="auto",
         batch_size=None,
+        memory_budget=None,
+        n_jobs=None,
+        sketch_probes=SKETCH_PROBES,
         random_state=None,
         verbose=0,
         dtype=None,
@@ -371,6 +456,9 @@ class InfluenceScorer(
         self.damping = damping
         self.train_gradient = train_gradient
         self.batch_size = batch_size
+        self.memory_budget = memory_budget
+        self.n_jobs = n_jobs
+        self.sketch_probes = sketch_probes
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
@@ -420,10 +508,12 @@ class InfluenceScorer(
         for stale in (
             "classes_",
             "self_influence_",
+            "self_influence_error_",
             "n_features_in_",
             "feature_names_in_",
         ):
             self.__dict__.pop(stale, None)
+        self.memory_budget_ = parse_memory_budget(self.memory_budget)
         validate_data(self, X, skip_check_array=True)
         check_consistent_length(X, y)
         estimator = self._get_estimator()
@@ -473,11 +563,31 @@ class InfluenceScorer(
         self.n_samples_fit_ = _num_samples(X)
         if self.adapter_.is_classifier:
             self.classes_ = self.estimator_.classes_
+        with memory_budget_context(self.memory_budget_):
+            self._fit_curvature()
+        return self
+
+    def _fit_curvature(self):
+        """The curvature, the optimum checks and the self-influence plan,
+        inside the memory budget."""
         self.curvature_ = make_curvature(
-            self.curvature, self.adapter_, random_state=self.random_state
+            self.curvature,
+            self.adapter_,
+            random_state=self.random_state,
+            memory_budget=self.memory_budget_,
         )
-        self.curvature_.fit(self.adapter_, damping=self.damping, verbose=self.verbose)
-        self.grad_norm_, grad_scale = stationarity(self.adapter_, self.batch_size)
+        budget = {}
+        if _accepts_memory_budget(self.curvature_):
+            budget = {"memory_budget": self.memory_budget_}
+        self.curvature_.fit(
+            self.adapter_, damping=self.damping, verbose=self.verbose, **budget
+        )
+        self.grad_norm_, grad_scale = stationarity(
+            self.adapter_,
+            self.batch_size,
+            memory_budget=self.memory_budget_,
+            n_jobs=self.n_jobs,
+        )
         if grad_scale <= STATIONARITY_ATOL and (
             self.adapter_.n_train <= self.adapter_.n_params
         ):
@@ -505,7 +615,13 @@ class InfluenceScorer(
         self.train_gradient_ = self.train_gradient
         if self.train_gradient == "auto":
             self.train_gradient_ = self.adapter_.removal_gradient
-        return self
+        self.self_influence_method_ = self_influence_plan(
+            self.adapter_,
+            self.curvature_,
+            train_gradient=self.train_gradient_,
+            memory_budget=self.memory_budget_,
+            n_probes=self.sketch_probes,
+        )
 
     def _to_rows(self, A, axis=-1):
         """Results over the trained rows -> over the rows of the fit ``X``.
@@ -529,6 +645,7 @@ class InfluenceScorer(
         pos[self.train_indices_] = np.arange(len(self.train_indices_))
         return pos[idx]
 
+    @_in_budget
     def influence(self, X, y=None, *, target="loss", method="first_order"):
         """Influence of every training point on each query row.
 
@@ -595,6 +712,8 @@ class InfluenceScorer(
                 train_gradient=self.train_gradient_,
                 batch_size=self.batch_size,
                 verbose=self.verbose,
+                memory_budget=self.memory_budget_,
+                n_jobs=self.n_jobs,
             )
         return self._to_rows(S)
 
@@ -632,6 +751,7 @@ class InfluenceScorer(
         """
         return -self.influence(X, y, target=target)
 
+    @_in_budget
     def input_perturbation(self, X, y=None, *, target="loss"):
         """Effect of shifting each training input, feature by feature.
 
@@ -659,6 +779,7 @@ class InfluenceScorer(
         )
         return self._to_rows(R, axis=1)
 
+    @_in_budget
     def label_change(self, X, y=None, *, target="loss"):
         """Effect of changing each training label to every class (classifiers).
 
@@ -681,6 +802,7 @@ class InfluenceScorer(
         )
         return self._to_rows(R, axis=1)
 
+    @_in_budget
     def group_influence(self, X, y, groups, *, target="loss", method="first_order"):
         """Effect of removing whole groups of training points.
 
@@ -740,6 +862,7 @@ class InfluenceScorer(
         R[:, np.searchsorted(labels, labels_t)] = R_t
         return R
 
+    @_in_budget
     def self_influence(self, *, target="loss", method="first_order"):
         """Self-influence of every training point, for the loss or the output.
 
@@ -785,26 +908,36 @@ class InfluenceScorer(
         )
 
     def __getattr__(self, name):
-        # self_influence_ costs n_train solves: computed on first access and
-        # then stored.  A __getattr__ (not a property) keeps it out of dir(),
-        # so notebook reprs and inspect.getmembers do not trigger it.
-        if name != "self_influence_" or "adapter_" not in self.__dict__:
-            if name == "self_influence_":
+        # self_influence_ costs a pass over the training rows: computed on
+        # first access and then stored, with its error.  A __getattr__ (not a
+        # property) keeps it out of dir(), so notebook reprs and
+        # inspect.getmembers do not trigger it.
+        lazy = ("self_influence_", "self_influence_error_")
+        if name not in lazy or "adapter_" not in self.__dict__:
+            if name in lazy:
                 check_is_fitted(self)
             raise AttributeError(
                 f"{type(self).__name__!r} object has no attribute {name!r}"
             )
-        value = self_influence(
-            self.adapter_,
-            self.curvature_,
-            train_gradient=self.train_gradient_,
-            batch_size=self.batch_size,
-            verbose=self.verbose,
-        )
-        value = self._to_rows(value)
-        self.__dict__[name] = value
-        return value
+        with memory_budget_context(self.__dict__.get("memory_budget_")):
+            value, method, error = self_influence_result(
+                self.adapter_,
+                self.curvature_,
+                train_gradient=self.train_gradient_,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+                method=self.__dict__.get("self_influence_method_"),
+                memory_budget=self.__dict__.get("memory_budget_"),
+                n_jobs=self.__dict__.get("n_jobs"),
+                n_probes=self.__dict__.get("sketch_probes"),
+                random_state=self.__dict__.get("random_state"),
+            )
+        self.__dict__["self_influence_"] = self._to_rows(value)
+        self.__dict__["self_influence_method_"] = method
+        self.__dict__["self_influence_error_"] = float(error)
+        return self.__dict__[name]
 
+    @_in_budget
     def parameter_change(self, indices, *, method="first_order"):
         """Predicted parameter shift when each listed training point is removed.
 
@@ -846,6 +979,7 @@ class InfluenceScorer(
             )
         return out
 
+    @_in_budget
     def diagnostics(self):
         """Regression diagnostics, one row per training row.
 

@@ -8,7 +8,6 @@ The ground truth (random subsets, retrained) is computed once by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -20,8 +19,8 @@ from sklearn.utils import check_consistent_length, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..models import Retrainable, require
-from ..utils._progress import progress
 from ..utils._sklearn_compat import Interval, StrOptions, validate_params
+from ._parallel import chunks, contiguous, progress_bar, resolve_n_jobs, run, seeded
 
 # Draws of one subset before giving up when every retrain on it fails.
 MAX_REDRAWS = 10
@@ -94,6 +93,7 @@ _PROTOCOL = {
     "target": [StrOptions({"loss", "prediction"})],
     "random_state": ["random_state"],
     "verbose": ["verbose", None],
+    "n_jobs": [Integral, None],
 }
 _SCORING = {
     "return_per_query": ["boolean"],
@@ -118,6 +118,7 @@ def lds_ground_truth(
     target: str = "loss",
     random_state: Any = None,
     verbose: int | None = None,
+    n_jobs: int | None = None,
 ) -> LDSGroundTruth:
     """Retrain on random subsets and measure every query: the LDS ground truth.
 
@@ -153,6 +154,18 @@ def lds_ground_truth(
         Seeds the subsets and the per-retrain seeds.
     verbose : int or None, default=None
         Progress bar over subsets; ``None`` uses ``scorer.verbose``.
+    n_jobs : int or None, default=None
+        Retrains run at once, through :class:`joblib.Parallel`: loky worker
+        processes unless a ``joblib.parallel_config`` chooses another backend;
+        under ``parallel_config(backend="dask")`` (with a
+        ``dask.distributed.Client`` open) they run on the cluster.  ``None``
+        uses the scorer's own ``n_jobs`` if it has one, else joblib's default
+        (1, unless a ``parallel_config`` sets ``n_jobs``); ``-1`` uses every
+        core.  The result equals the sequential one: subsets and seeds are
+        drawn in the calling process, in subset order, before their retrains
+        run (a failed subset is redrawn after the round, in subset order);
+        each retrain also seeds numpy's and torch's global generators with
+        its seed.
 
     Returns
     -------
@@ -165,6 +178,21 @@ def lds_ground_truth(
         subset.  A retrain (or the measurement after it) that raises
         ``ValueError``, e.g. because a classifier's subset dropped a class,
         has its subset drawn again; other errors propagate.
+
+    Examples
+    --------
+    >>> import joblib
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.evaluation import lds_ground_truth
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> scorer = InfluenceScorer(Ridge()).fit(X[:100], y[:100])
+    >>> with joblib.parallel_config(n_jobs=2):  # or backend="dask" on a cluster
+    ...     truth = lds_ground_truth(scorer, X[100:105], y[100:105], n_subsets=8,
+    ...                              random_state=0)
+    >>> truth.losses.shape
+    (5, 8)
     """
     check_is_fitted(scorer, "adapter_")
     if target == "loss" and y is None:
@@ -187,21 +215,22 @@ def lds_ground_truth(
         )
     rng = check_random_state(random_state)
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
-
-    def measure(keep: NDArray, seeds: NDArray) -> NDArray:
-        out = []
-        for seed in seeds:
-            new = adapter.retrain(keep, warm_start=warm_start, random_state=int(seed))
-            out.append(new.loss(X, y) if target == "loss" else new.prediction(X))
-        return np.asarray(out, dtype=float)  # (n_seeds, n_query)
-
-    masks, seeds, values, redraws = [], [], [], 0
-    for _ in progress(range(n_subsets), desc="LDS retrains", verbose=verbose):
-        keep, seed, value, failed = _draw_and_measure(measure, rng, n, k, n_seeds)
-        masks.append(keep)
-        seeds.append(seed)
-        values.append(value)
-        redraws += failed
+    n_jobs = resolve_n_jobs(n_jobs, scorer)
+    X, y = contiguous(X), contiguous(y)  # the layout the workers receive
+    masks, seeds, values, redraws = _draw_and_measure(
+        adapter,
+        X,
+        y,
+        rng,
+        n,
+        k,
+        n_subsets,
+        n_seeds,
+        warm_start=warm_start,
+        target=target,
+        n_jobs=n_jobs,
+        verbose=verbose,
+    )
     seed_losses = np.stack(values, axis=-1)  # (n_seeds, n_query, n_subsets)
     masks = np.asarray(masks)
     # the masks index the rows of the X given to fit, like the scorer's
@@ -224,27 +253,95 @@ def lds_ground_truth(
     )
 
 
+def _measure_subsets(
+    adapter: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    warm_start: bool,
+    target: str,
+    draws: list[tuple[NDArray, NDArray]],
+) -> list[NDArray | ValueError]:
+    """One task: per ``(keep, seeds)``, the measured values of shape
+    ``(n_seeds, n_query)``, or the ValueError its retrain raised."""
+    out: list[NDArray | ValueError] = []
+    for keep, seeds in draws:
+        try:
+            rows = []
+            for seed in seeds:
+                # the retrain's own random_state, and the global generators
+                # for what it leaves to them (warm-started nets), per retrain
+                with seeded(int(seed)):
+                    new = adapter.retrain(
+                        keep, warm_start=warm_start, random_state=int(seed)
+                    )
+                    rows.append(
+                        new.loss(X, y) if target == "loss" else new.prediction(X)
+                    )
+            out.append(np.asarray(rows, dtype=float))
+        except ValueError as exc:
+            out.append(exc)
+    return out
+
+
 def _draw_and_measure(
-    measure: Callable[[NDArray, NDArray], NDArray],
+    adapter: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
     rng: np.random.RandomState,
     n: int,
     k: int,
+    n_subsets: int,
     n_seeds: int,
-) -> tuple[NDArray, NDArray, NDArray, int]:
-    """Draw a subset of ``k`` of ``n`` points and seeds; redraw on ValueError."""
-    for failed in range(MAX_REDRAWS):
-        keep = np.zeros(n, dtype=bool)
-        keep[rng.choice(n, size=k, replace=False)] = True
-        seeds = rng.randint(_SEED_HIGH, size=n_seeds)
-        try:
-            return keep, seeds, measure(keep, seeds), failed
-        except ValueError as exc:
-            error = exc
-    raise RuntimeError(
-        f"Retraining failed on {MAX_REDRAWS} successive random subsets of {k} of "
-        f"{n} training points; last error: {error!r}. Raise alpha, or check that "
-        "the model can be fitted on such a subset."
-    ) from error
+    *,
+    warm_start: bool,
+    target: str,
+    n_jobs: int | None,
+    verbose: int,
+) -> tuple[list[NDArray], list[NDArray], list[NDArray], int]:
+    """Draw ``n_subsets`` subsets of ``k`` of ``n`` points with their seeds,
+    retrain on them, and redraw the subsets whose retrain raised ValueError.
+
+    Draws come from ``rng`` in subset order, in rounds: every subset first,
+    then the failed ones again, in subset order, until none fails.  The
+    draws thus depend on which retrains failed, never on the order in which
+    the retrains ran, so ``n_jobs`` does not change the result.
+    """
+    masks: list = [None] * n_subsets
+    seeds: list = [None] * n_subsets
+    values: list = [None] * n_subsets
+    failures = np.zeros(n_subsets, dtype=int)
+    pending = list(range(n_subsets))
+    with progress_bar(n_subsets, "LDS retrains", verbose) as bar:
+        while pending:
+            for j in pending:
+                keep = np.zeros(n, dtype=bool)
+                keep[rng.choice(n, size=k, replace=False)] = True
+                masks[j], seeds[j] = keep, rng.randint(_SEED_HIGH, size=n_seeds)
+            parts = chunks(len(pending), n_jobs)
+            tasks = [
+                (adapter, X, y, warm_start, target, [(masks[j], seeds[j]) for j in js])
+                for js in ([pending[i] for i in c] for c in parts)
+            ]
+            failed = []
+            done = run(_measure_subsets, tasks, n_jobs=n_jobs)
+            for c, part in zip(parts, done, strict=True):
+                for i, result in zip(c, part, strict=True):
+                    j = pending[i]
+                    if not isinstance(result, ValueError):
+                        values[j] = result
+                        bar.update(1)
+                        continue
+                    failures[j] += 1
+                    if failures[j] == MAX_REDRAWS:
+                        raise RuntimeError(
+                            f"Retraining failed on {MAX_REDRAWS} successive random "
+                            f"subsets of {k} of {n} training points; last error: "
+                            f"{result!r}. Raise alpha, or check that the model "
+                            "can be fitted on such a subset."
+                        ) from result
+                    failed.append(j)
+            pending = sorted(failed)
+    return masks, seeds, values, int(failures.sum())
 
 
 def _rowwise_spearman(P: NDArray, A: NDArray) -> NDArray:
@@ -407,6 +504,7 @@ def lds(
     n_resamples: int = 1000,
     random_state: Any = None,
     verbose: int | None = None,
+    n_jobs: int | None = None,
 ) -> float | tuple:
     """Linear datamodelling score of a fitted scorer's influence.
 
@@ -449,6 +547,9 @@ def lds(
         Seeds the subsets, the retrain seeds and the bootstrap.
     verbose : int or None, default=None
         Progress bar over subsets; ``None`` uses ``scorer.verbose``.
+    n_jobs : int or None, default=None
+        Retrains run at once, as in :func:`lds_ground_truth` (the same
+        result for any ``n_jobs`` or joblib backend).
 
     Returns
     -------
@@ -513,6 +614,7 @@ def lds(
         target=target,
         random_state=random_state,
         verbose=verbose,
+        n_jobs=n_jobs,
     )
     if scores is None:
         scores = scorer.influence(X, y, target=target)

@@ -11,8 +11,31 @@ from sklearn.utils import check_consistent_length
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..models import Retrainable, require
-from ..utils._progress import progress
 from ..utils._validation import check_indices
+from ._parallel import (
+    chunks,
+    contiguous,
+    progress_bar,
+    refit_seed,
+    resolve_n_jobs,
+    run,
+    seeded,
+)
+
+
+class _LeaveOut:
+    """``model_without`` of :func:`loo_change`: the adapter refitted without
+    one trained row (a class, not a closure, so it pickles for workers)."""
+
+    def __init__(self, adapter: Any, warm_start: bool) -> None:
+        self.adapter = adapter
+        self.warm_start = warm_start
+
+    def __call__(self, i: int | None) -> Any:
+        keep = np.ones(self.adapter.n_train, dtype=bool)
+        if i is not None:
+            keep[i] = False
+        return self.adapter.retrain(keep, warm_start=self.warm_start)
 
 
 def loo_change(
@@ -24,6 +47,7 @@ def loo_change(
     warm_start: bool = True,
     target: str = "loss",
     verbose: int | None = None,
+    n_jobs: int | None = None,
 ) -> NDArray:
     """Actual change of each query loss when each training point is removed.
 
@@ -53,6 +77,19 @@ def loo_change(
         The measured quantity, as in ``InfluenceScorer.influence``.
     verbose : int or None, default=None
         Progress bar over refits; ``None`` uses ``scorer.verbose``.
+    n_jobs : int or None, default=None
+        Refits run at once, through :class:`joblib.Parallel`: loky worker
+        processes unless a ``joblib.parallel_config`` chooses another backend;
+        under ``parallel_config(backend="dask")`` (with a
+        ``dask.distributed.Client`` open) the refits run on the cluster.
+        ``None`` uses the scorer's own ``n_jobs`` if it has one, else joblib's
+        default (1, unless a ``parallel_config`` sets ``n_jobs``); ``-1``
+        uses every core.  The result equals the sequential one: each refit
+        runs under a seed derived from the removed row (numpy's and torch's
+        global generators; the caller's are left as they were) and results
+        are gathered in order.  Workers receive the adapter (training data
+        and fitted model) with a chunk of rows, at most four chunks per
+        worker.
 
     Returns
     -------
@@ -61,6 +98,17 @@ def loo_change(
         the penalty) or the prediction.  Same orientation and scale as
         ``scorer.influence(X, y, target=target) / scorer.n_train_``: for the
         loss, positive means removing ``i`` raises ``j``'s loss.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.evaluation import loo_change
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> scorer = InfluenceScorer(Ridge()).fit(X[:100], y[:100])
+    >>> loo_change(scorer, X[100:103], y[100:103], [0, 1, 2, 3], n_jobs=2).shape
+    (3, 4)
     """
     check_is_fitted(scorer, "adapter_")
     adapter = require(
@@ -69,23 +117,16 @@ def loo_change(
         purpose="loo_change",
         instead="give the adapter a retrain method, or use pbrf_change",
     )
-    n = adapter.n_train
-
-    def model_without(i: int | None) -> Any:
-        keep = np.ones(n, dtype=bool)
-        if i is not None:
-            keep[i] = False
-        return adapter.retrain(keep, warm_start=warm_start)
-
     return response_changes(
         scorer,
         X,
         y,
         indices,
-        model_without,
+        _LeaveOut(adapter, warm_start),
         target=target,
         verbose=verbose,
         desc="LOO refits",
+        n_jobs=n_jobs,
     )
 
 
@@ -99,13 +140,96 @@ def response_changes(
     target: str = "loss",
     verbose: int | None = None,
     desc: str = "responses",
+    n_jobs: int | None = None,
 ) -> NDArray:
     """``f(model_without(i)) - f(model_without(None))`` for each listed ``i``.
 
     The shared loop of the ground truths: ``model_without(i)`` returns an
     adapter-like object (``loss``/``prediction``) for the training set with
     point ``i`` removed, ``None`` meaning the reference.
+
+    Parameters
+    ----------
+    scorer : InfluenceScorer
+        A fitted scorer.
+    X : array-like of shape (n_query, n_features)
+        Query inputs.
+    y : array-like of shape (n_query,) or None
+        Query targets (unused for ``target="prediction"``).
+    indices : array-like of int of shape (k,), or boolean mask
+        Rows of the ``X`` given to the scorer's ``fit``, as in
+        :func:`loo_change`.
+    model_without : callable
+        ``model_without(position)`` with ``position`` the removed row's
+        position among the trained rows, or ``None``.  With ``n_jobs`` other
+        than 1 it is pickled (cloudpickle) to the workers.
+    target : {"loss", "prediction"}, default="loss"
+        The measured quantity.
+    verbose : int or None, default=None
+        Progress bar over refits; ``None`` uses ``scorer.verbose``.
+    desc : str, default="responses"
+        The progress bar's label.
+    n_jobs : int or None, default=None
+        As in :func:`loo_change`: each call of ``model_without`` runs under a
+        seed derived from its position, so ``n_jobs`` does not change the
+        result.
+
+    Returns
+    -------
+    delta : ndarray of shape (n_query, k)
+        The change of the measured quantity per listed row (0 for rows the
+        model never trained on).
     """
+    delta, _ = _response_changes(
+        scorer,
+        X,
+        y,
+        indices,
+        model_without,
+        target=target,
+        verbose=verbose,
+        desc=desc,
+        n_jobs=n_jobs,
+    )
+    return delta
+
+
+def _measure(model: Any, X: ArrayLike, y: ArrayLike | None, target: str) -> NDArray:
+    return model.loss(X, y) if target == "loss" else model.prediction(X)
+
+
+def _refit_chunk(
+    model_without: Callable[[int | None], Any],
+    X: ArrayLike,
+    y: ArrayLike | None,
+    target: str,
+    positions: NDArray,
+) -> list[tuple[NDArray, dict | None]]:
+    """One task: ``(measured values, response_info or None)`` per position."""
+    out = []
+    for pos in positions:
+        with seeded(refit_seed(pos)):
+            model = model_without(int(pos))
+            value = _measure(model, X, y, target)
+        out.append((value, getattr(model, "response_info", None)))
+    return out
+
+
+def _response_changes(
+    scorer: Any,
+    X: ArrayLike,
+    y: ArrayLike | None,
+    indices: ArrayLike,
+    model_without: Callable[[int | None], Any],
+    *,
+    target: str,
+    verbose: int | None,
+    desc: str,
+    n_jobs: int | None,
+) -> tuple[NDArray, list[dict | None]]:
+    """:func:`response_changes` and, per listed row, the refit's
+    ``response_info`` (``None`` for a row never trained on, or an adapter
+    that does not report)."""
     check_is_fitted(scorer, "adapter_")
     if target not in ("loss", "prediction"):
         raise ValueError(f"target must be 'loss' or 'prediction'; got {target!r}.")
@@ -114,9 +238,8 @@ def response_changes(
     validate_data(scorer, X, skip_check_array=True, reset=False)
     if y is not None:
         check_consistent_length(X, y)
-
-    def measure(a: Any) -> NDArray:
-        return a.loss(X, y) if target == "loss" else a.prediction(X)
+    n_jobs = resolve_n_jobs(n_jobs, scorer)
+    X, y = contiguous(X), contiguous(y)  # the layout the workers receive
 
     n = scorer.adapter_.n_train
     # indices are rows of the X given to fit, like the scorer's columns; a
@@ -129,9 +252,21 @@ def response_changes(
     position = np.full(n_rows, -1)
     position[trained] = np.arange(len(trained))
     verbose = getattr(scorer, "verbose", 0) if verbose is None else verbose
-    base = measure(model_without(None))
+    with seeded(refit_seed(None)):
+        base = _measure(model_without(None), X, y, target)
     delta = np.zeros((len(base), idx.size))
-    for col, i in enumerate(progress(idx, desc=desc, verbose=verbose)):
-        if position[i] >= 0:
-            delta[:, col] = measure(model_without(int(position[i]))) - base
-    return delta
+    infos: list[dict | None] = [None] * idx.size
+    cols = np.flatnonzero(position[idx] >= 0)
+    positions = position[idx[cols]]
+    tasks = [
+        (model_without, X, y, target, positions[c]) for c in chunks(cols.size, n_jobs)
+    ]
+    results: list = []
+    with progress_bar(cols.size, desc, verbose) as bar:
+        for part in run(_refit_chunk, tasks, n_jobs=n_jobs):
+            results.extend(part)
+            bar.update(len(part))
+    for col, (value, info) in zip(cols, results, strict=True):
+        delta[:, col] = value - base
+        infos[col] = info
+    return delta, infos

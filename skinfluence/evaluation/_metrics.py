@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Integral
 from typing import Any
 
@@ -88,6 +89,7 @@ def loo_slope(predicted: ArrayLike, actual: ArrayLike) -> float:
         "method": [StrOptions({"pearson", "spearman"})],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -99,7 +101,8 @@ def make_loo_scorer(
     method: str = "spearman",
     warm_start: bool = True,
     random_state: Any = None,
-):
+    n_jobs: int | None = None,
+) -> Callable[[Any, ArrayLike, ArrayLike], float]:
     """A ``scoring=`` callable: agreement of influence with actual LOO.
 
     For use in ``GridSearchCV``/``cross_validate`` on an ``InfluenceScorer``
@@ -121,11 +124,32 @@ def make_loo_scorer(
     method : {"pearson", "spearman"}, default="spearman"
     warm_start : bool, default=True
     random_state : int, RandomState instance or None, default=None
+    n_jobs : int or None, default=None
+        Refits run at once in each call, as in :func:`loo_change` (``None``:
+        the scored estimator's own ``n_jobs`` if it has one, else joblib's
+        default; a ``joblib.parallel_config``, e.g. ``backend="dask"``,
+        applies).  The score is the same for any ``n_jobs``.  Inside a
+        search that is itself parallel (``GridSearchCV(n_jobs=...)``) joblib
+        runs these refits sequentially in each of its workers.
 
     Returns
     -------
     scorer : callable
         ``scorer(estimator, X, y) -> float``, higher is better.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.evaluation import make_loo_scorer
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> scoring = make_loo_scorer(10, random_state=0, n_jobs=2)
+    >>> scores = cross_val_score(InfluenceScorer(Ridge()), X[:150], y[:150],
+    ...                          cv=3, scoring=scoring)
+    >>> bool(scores.min() > 0.5)
+    True
     """
 
     def score(estimator: Any, X: ArrayLike, y: ArrayLike) -> float:
@@ -143,7 +167,9 @@ def make_loo_scorer(
             idx = np.argsort(-np.max(np.abs(S), axis=0))[:k]
         else:
             idx = rng.choice(n, size=k, replace=False)
-        actual = loo_change(estimator, Xq, y[q], idx, warm_start=warm_start, verbose=0)
+        actual = loo_change(
+            estimator, Xq, y[q], idx, warm_start=warm_start, verbose=0, n_jobs=n_jobs
+        )
         return loo_correlation(S[:, idx] / n, actual, method=method)
 
     return score

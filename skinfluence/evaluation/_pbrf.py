@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..models import ResponseFunction, require
 from ..utils._validation import check_indices
-from ._loo import response_changes
+from ._loo import _response_changes
 
 #: Keys of the per-removal solver report (``return_info=True``).
 INFO_KEYS = ("grad_norm", "n_iter", "converged", "curvature")
@@ -69,6 +69,25 @@ def _check_epsilon(adapter: Any, epsilon: Any) -> float:
     return eps
 
 
+class _Response:
+    """``model_without`` of the response ground truths: the adapter's
+    response with one trained row removed (a class, not a closure, so it
+    pickles for workers)."""
+
+    def __init__(self, adapter: Any, kind: str, damping: float, extra: dict) -> None:
+        self.adapter = adapter
+        self.kind = kind
+        self.damping = damping
+        self.extra = extra
+
+    def __call__(self, i: int | None) -> Any:
+        if i is None and self.kind == "pbrf":
+            return self.adapter  # theta_s minimises the PBRF when nothing is removed
+        return self.adapter.response(
+            i, damping=self.damping, kind=self.kind, **self.extra
+        )
+
+
 def _changes(
     scorer: Any,
     X: ArrayLike,
@@ -81,31 +100,23 @@ def _changes(
     target: str,
     verbose: int | None,
     return_info: bool,
+    n_jobs: int | None,
 ) -> NDArray | tuple[NDArray, dict]:
     lam = _damping(scorer, damping)
     purpose = "pbrf_change" if kind == "pbrf" else "proximal_change"
     adapter = _responsive(scorer, purpose)
     eps = _check_epsilon(adapter, epsilon)
     extra = {} if eps == 1.0 else {"epsilon": eps}
-    infos: dict[int, dict] = {}  # by trained position
-
-    def model_without(i: int | None) -> Any:
-        if i is None and kind == "pbrf":
-            return adapter  # theta_s minimises the PBRF when nothing is removed
-        model = adapter.response(i, damping=lam, kind=kind, **extra)
-        if i is not None:
-            infos[i] = getattr(model, "response_info", {})
-        return model
-
-    delta = response_changes(
+    delta, infos = _response_changes(
         scorer,
         X,
         y,
         indices,
-        model_without,
+        _Response(adapter, kind, lam, extra),
         target=target,
         verbose=verbose,
         desc="PBRF" if kind == "pbrf" else "proximal",
+        n_jobs=n_jobs,
     )
     delta = delta / eps
     # one report per requested row of the fit X; a row the model never
@@ -114,10 +125,13 @@ def _changes(
         list(indices) if not hasattr(indices, "__len__") else indices,
         scorer.n_samples_fit_,
     )
-    position = np.full(scorer.n_samples_fit_, -1)
-    position[scorer.train_indices_] = np.arange(len(scorer.train_indices_))
+    trained = np.zeros(scorer.n_samples_fit_, dtype=bool)
+    trained[scorer.train_indices_] = True
     held_out = {"grad_norm": np.nan, "n_iter": 0, "curvature": np.nan}
-    per_row = [infos.get(int(position[r]), held_out) for r in rows]
+    per_row = [
+        (info or {}) if trained[r] else held_out
+        for r, info in zip(rows, infos, strict=True)
+    ]
     info = {
         key: np.array([d.get(key, np.nan) for d in per_row], dtype=float)
         for key in INFO_KEYS
@@ -160,6 +174,7 @@ def pbrf_change(
     target: str = "loss",
     verbose: int | None = None,
     return_info: bool = False,
+    n_jobs: int | None = None,
 ) -> NDArray | tuple[NDArray, dict]:
     """Change of each query's loss under the PBRF with each point removed.
 
@@ -183,6 +198,14 @@ def pbrf_change(
     verbose : int or None, default=None
     return_info : bool, default=False
         Also return the solver's report per removal.
+    n_jobs : int or None, default=None
+        Solves run at once, through :class:`joblib.Parallel`: loky worker
+        processes unless a ``joblib.parallel_config`` chooses another backend;
+        under ``parallel_config(backend="dask")`` (with a
+        ``dask.distributed.Client`` open) they run on the cluster.  ``None``
+        uses the scorer's own ``n_jobs`` if it has one, else joblib's default
+        (1, unless a ``parallel_config`` sets ``n_jobs``).  The result (and
+        the report) equals the sequential one; see :func:`loo_change`.
 
     Returns
     -------
@@ -217,6 +240,7 @@ def pbrf_change(
         target=target,
         verbose=verbose,
         return_info=return_info,
+        n_jobs=n_jobs,
     )
 
 
@@ -231,12 +255,26 @@ def proximal_change(
     target: str = "loss",
     verbose: int | None = None,
     return_info: bool = False,
+    n_jobs: int | None = None,
 ) -> NDArray | tuple[NDArray, dict]:
     """Change under the proximal response: warm-start retraining of the
     training objective without the point, plus ``(damping/2) ||theta -
     theta_s||^2``.  The reference is the same objective with nothing removed.
 
-    Parameters and returns as :func:`pbrf_change`.
+    Parameters and returns as :func:`pbrf_change` (``n_jobs`` included).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.preprocessing import scale
+    >>> from skinfluence import InfluenceScorer
+    >>> from skinfluence.evaluation import proximal_change
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> X = scale(X)
+    >>> scorer = InfluenceScorer(LogisticRegression()).fit(X[:80], y[:80])
+    >>> proximal_change(scorer, X[80:82], y[80:82], [0, 1, 2], n_jobs=2).shape
+    (2, 3)
     """
     return _changes(
         scorer,
@@ -249,4 +287,5 @@ def proximal_change(
         target=target,
         verbose=verbose,
         return_info=return_info,
+        n_jobs=n_jobs,
     )

@@ -4,13 +4,26 @@ Blocked and model-agnostic: it asks adapters for gradients and backends for
 solves, never which model or backend it has.
 """
 
+from ._blockwise import (
+    BlockStatistics,
+    CurvatureFactor,
+    block_influence,
+    block_self_influence,
+    block_statistics,
+    curvature_factor,
+    newton_step,
+    objective_gradient,
+)
 from ._core import (
+    SELF_INFLUENCE_METHODS,
     TARGETS,
     optimum_error,
     pairwise_influence,
     parameter_change,
     query_grads,
     self_influence,
+    self_influence_plan,
+    self_influence_result,
     stationarity,
     warn_if_not_stationary,
 )
@@ -34,9 +47,20 @@ from ._questions import (
     label_change_on_mean_loss,
     self_prediction_influence,
 )
+from ._sketch import sketched_self_influence
 
 __all__ = [
+    "sketched_self_influence",
+    "SELF_INFLUENCE_METHODS",
     "TARGETS",
+    "BlockStatistics",
+    "CurvatureFactor",
+    "block_influence",
+    "block_self_influence",
+    "block_statistics",
+    "curvature_factor",
+    "newton_step",
+    "objective_gradient",
     "newton_pairwise",
     "newton_parameter_change",
     "newton_self_influence",
@@ -50,6 +74,8 @@ __all__ = [
     "parameter_change",
     "query_grads",
     "self_influence",
+    "self_influence_plan",
+    "self_influence_result",
     "self_prediction_influence",
     "optimum_error",
     "stationarity",

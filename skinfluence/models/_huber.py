@@ -21,6 +21,10 @@ gradient ``[-2 epsilon sign(r) x~, 1 - epsilon^2]`` and zero Hessian.  The
 objective is twice differentiable except where a residual sits exactly on
 the threshold (a set of measure zero): the Hessian there is the inlier one.
 
+Sparse features stay sparse (CSR, as in the linear family): products with
+the data are sparse-times-dense, and only blocks that are dense by nature
+(per-row gradients, Jacobians, the ``p x p`` Hessian) are dense.
+
 This file is the whole model family: it registers itself with
 :func:`~skinfluence.models.make_adapter` and implements the adapter contract.
 """
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 from scipy.sparse.linalg import LinearOperator
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -40,8 +45,19 @@ from sklearn.linear_model import HuberRegressor
 from sklearn.utils import check_array
 
 from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
+from ..utils._linalg import check_dense_fits
 from ._base import make_adapter
-from ._linear import _sample_weight, model_features, with_intercept_column
+from ._linear import (
+    _sample_weight,
+    dense_rows,
+    gram,
+    model_features,
+    mul,
+    row_outer,
+    squared,
+    tmul,
+    with_intercept_column,
+)
 
 
 class HuberAdapter:
@@ -57,7 +73,7 @@ class HuberAdapter:
         Training targets.
     preprocess : transformer or None, default=None
         Fitted preprocessing, treated as fixed.
-    X_features : ndarray or None, default=None
+    X_features : ndarray, sparse matrix or None, default=None
         ``preprocess.transform(X)`` when the caller already has it.
     sample_weight : array-like of shape (n_train,) or None, default=None
         The weights the model was fitted with.
@@ -87,7 +103,7 @@ class HuberAdapter:
         y: ArrayLike,
         *,
         preprocess: Any = None,
-        X_features: NDArray | None = None,
+        X_features: Any = None,
         sample_weight: ArrayLike | None = None,
         batch_size: int | None = None,
         verbose: int = 0,
@@ -95,6 +111,8 @@ class HuberAdapter:
         self.estimator = estimator
         self.preprocess = preprocess
         self.X_features = self._features(X) if X_features is None else X_features
+        if sparse.issparse(self.X_features):  # any format in, canonical CSR held
+            self.X_features = model_features(None, self.X_features)
         self.y = check_array(
             np.asarray(y), ensure_2d=False, dtype=np.float64, input_name="y"
         )
@@ -126,14 +144,14 @@ class HuberAdapter:
 
     # -- data plumbing --------------------------------------------------------
 
-    def _features(self, X: ArrayLike) -> NDArray:
+    def _features(self, X: ArrayLike) -> Any:
         return model_features(self.preprocess, X)
 
-    def _augment(self, F: NDArray) -> NDArray:
+    def _augment(self, F: Any) -> Any:
         return with_intercept_column(F, self.fit_intercept)
 
-    def _residuals(self, Xt: NDArray, y: NDArray, theta: NDArray) -> NDArray:
-        return y - Xt @ theta[:-1]
+    def _residuals(self, Xt: Any, y: NDArray, theta: NDArray) -> NDArray:
+        return y - mul(Xt, theta[:-1])
 
     def _parts(self, Xt: NDArray, y: NDArray, theta: NDArray | None = None):
         """Residuals, scale and the inlier mask."""
@@ -142,12 +160,17 @@ class HuberAdapter:
         sigma = theta[-1]
         return r, sigma, np.abs(r) <= self.epsilon * sigma
 
-    def _grads_at(self, Xt: NDArray, y: NDArray, theta: NDArray | None = None):
+    def _grad_parts(self, Xt: Any, y: NDArray, theta: NDArray | None = None):
+        """Per row, the loss derivatives in the prediction and the scale."""
         r, sigma, inl = self._parts(Xt, y, theta)
         eps = self.epsilon
         dz = np.where(inl, -2.0 * r / sigma, -2.0 * eps * np.sign(r))
         ds = np.where(inl, 1.0 - (r / sigma) ** 2, 1.0 - eps**2)
-        return np.hstack([dz[:, None] * Xt, ds[:, None]])
+        return dz, ds
+
+    def _grads_at(self, Xt: Any, y: NDArray, theta: NDArray | None = None):
+        dz, ds = self._grad_parts(Xt, y, theta)
+        return np.hstack([row_outer(dz[:, None], Xt), ds[:, None]])
 
     def _y(self, y: ArrayLike) -> NDArray:
         return check_array(
@@ -169,7 +192,7 @@ class HuberAdapter:
 
     def prediction(self, X: ArrayLike) -> NDArray:
         """The prediction ``x w + c``, shape (m,)."""
-        return self._augment(self._features(X)) @ self._theta[:-1]
+        return mul(self._augment(self._features(X)), self._theta[:-1])
 
     def loss_grads(self, X: ArrayLike, y: ArrayLike) -> NDArray:
         """Per-sample loss gradients of shape (m, n_params)."""
@@ -178,7 +201,7 @@ class HuberAdapter:
     def prediction_grads(self, X: ArrayLike) -> NDArray:
         """Gradients of :meth:`prediction`: ``[x~, 0]``, shape (m, n_params)."""
         Xt = self._augment(self._features(X))
-        return np.hstack([Xt, np.zeros((len(Xt), 1))])
+        return np.hstack([dense_rows(Xt), np.zeros((Xt.shape[0], 1))])
 
     def train_grads(
         self, rows: Any = slice(None), *, total: bool = False, labels: Any = None
@@ -191,21 +214,60 @@ class HuberAdapter:
             G += self.penalty * self._theta
         return G
 
+    def train_grad_products(
+        self, Q: NDArray, rows: Any = slice(None), *, total: bool = False
+    ) -> NDArray:
+        """``train_grads(rows, total=total) @ Q`` without the gradient block:
+        ``w_i (dz_i x~_i^T Q[:-1] + ds_i Q[-1])``, a (sparse) product.
+
+        Parameters
+        ----------
+        Q : ndarray of shape (n_params, k) or (n_params,)
+        rows : slice or array of int, default=slice(None)
+        total : bool, default=False
+
+        Returns
+        -------
+        GQ : ndarray of shape (b, k), or (b,) for a 1-D ``Q``
+        """
+        Q = np.asarray(Q, dtype=np.float64)
+        if Q.shape[0] != self.n_params or Q.ndim not in (1, 2):
+            raise ValueError(
+                f"Q must have shape ({self.n_params}, k), one row per parameter; "
+                f"got {Q.shape}."
+            )
+        Q2 = Q.reshape(self.n_params, -1)
+        Xt = self._Xt[rows]
+        dz, ds = self._grad_parts(Xt, self.y[rows])
+        out = dz[:, None] * mul(Xt, Q2[:-1]) + ds[:, None] * Q2[-1]
+        out *= self.weights[rows, None]
+        if total:
+            out += (self.penalty * self._theta) @ Q2
+        return out[:, 0] if Q.ndim == 1 else out
+
     def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
         """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
         Xt = self._Xt[rows]
-        return np.hstack([Xt, np.zeros((len(Xt), 1))])
+        return np.hstack([dense_rows(Xt), np.zeros((Xt.shape[0], 1))])
 
     def objective_grad(self) -> NDArray:
         """Gradient of ``J`` at the fitted parameters, shape (n_params,)."""
-        G = self._grads_at(self._Xt, self.y)
-        return self.weights @ G / self.n_train + self.penalty * self._theta
+        dz, ds = self._grad_parts(self._Xt, self.y)
+        w = self.weights
+        g = np.append(tmul(self._Xt, w * dz), w @ ds)
+        return g / self.n_train + self.penalty * self._theta
 
-    def _curvature_rows(self, rows: Any) -> tuple[NDArray, NDArray]:
-        """``U`` (b, p) and ``c`` (b,) with row Hessians ``c_i u_i u_i^T``."""
+    def _curvature_rows(self, rows: Any) -> tuple[Any, NDArray]:
+        """``U`` (b, p) and ``c`` (b,) with row Hessians ``c_i u_i u_i^T``
+        (``U`` sparse CSR when the features are)."""
         Xt, y = self._Xt[rows], self.y[rows]
         r, sigma, inl = self._parts(Xt, y)
-        U = np.hstack([Xt, (r / sigma)[:, None]])
+        if sparse.issparse(Xt):
+            fmt = sparse.csr_array if isinstance(Xt, sparse.sparray) else None
+            col = (fmt or sparse.csr_matrix)((r / sigma)[:, None])
+            U = sparse.hstack([Xt, col], format="csr")
+        else:
+            U = np.hstack([Xt, (r / sigma)[:, None]])
         return U, np.where(inl, 2.0 / sigma, 0.0) * self.weights[rows]
 
     def hessian_matvec(self, V: NDArray, rows: Any = None) -> NDArray:
@@ -213,7 +275,8 @@ class HuberAdapter:
         term over those rows only (a minibatch Hessian)."""
         V = np.asarray(V, dtype=np.float64)
         U, c = self._curvature_rows(slice(None) if rows is None else rows)
-        out = U.T @ (c[:, None] * (U @ V.reshape(self.n_params, -1))) / len(U)
+        out = tmul(U, c[:, None] * mul(U, V.reshape(self.n_params, -1)))
+        out /= U.shape[0]
         out += self.penalty[:, None] * V.reshape(self.n_params, -1)
         return out.reshape(V.shape)
 
@@ -238,7 +301,7 @@ class HuberAdapter:
         """Each row's curvature ``J_i^T M_i J_i``: ``J_i = u_i`` (one row),
         ``M_i = 2 w_i / sigma`` for inliers and 0 for outliers."""
         U, c = self._curvature_rows(rows)
-        return U[:, None, :], c[:, None, None]
+        return dense_rows(U)[:, None, :], c[:, None, None]
 
     def residual_parts(self) -> dict[str, Any]:
         """Response residuals ``y - x w - c``; the scale is estimated."""
@@ -260,9 +323,11 @@ class HuberAdapter:
         return [str(f) for f in names] + extra
 
     def data_hessian_sum(self, rows: Any = slice(None)) -> NDArray:
-        """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty."""
+        """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty (refused
+        before allocating when over the dense memory budget)."""
+        check_dense_fits(self.n_params, "data Hessian")
         U, c = self._curvature_rows(rows)
-        return (U * c[:, None]).T @ U
+        return gram(U, c)
 
     def hessian_matrix(self) -> NDArray:
         """Dense ``H`` of shape (n_params, n_params), closed form."""
@@ -275,7 +340,7 @@ class HuberAdapter:
     def hessian_diagonal(self) -> NDArray:
         """Diagonal of ``H``, closed form."""
         U, c = self._curvature_rows(slice(None))
-        return c @ U**2 / self.n_train + self.penalty
+        return tmul(squared(U), c) / self.n_train + self.penalty
 
     ggn_diagonal = hessian_diagonal
 

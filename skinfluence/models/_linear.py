@@ -37,6 +37,14 @@ class row leaves every probability unchanged.  Along the unpenalised columns
 Gradients are orthogonal to those directions, so the adapter reports their
 orthonormal basis as ``null_basis`` and adds its projector to the Hessian:
 solves then return the minimum-norm (pseudo-inverse) answer.
+
+Sparse features (a ``TfidfVectorizer`` in the pipeline, a CSR/CSC/COO
+matrix) stay sparse: the augmented matrix ``X~`` is held as CSR float64 and
+every product with it (outputs, Hessian products, the diagonal, gradients
+multiplied into a block by :meth:`LinearAdapter.train_grad_products`) is a
+sparse-times-dense product.  Only what is dense by nature is dense: a block
+of per-row gradients ``(b, p)``, a row block of Jacobians, the ``p x p``
+data Hessian (checked against the dense memory budget first).
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
 
 from .._constants import RETRAIN_MAX_ITER, RETRAIN_TOL
+from ..utils._linalg import check_dense_fits
 from ._base import encode_labels, make_adapter
 
 # ---------------------------------------------------------------------------
@@ -490,18 +499,100 @@ def _encode_targets(encoding: str, codes: NDArray, n_classes: int) -> NDArray:
     return 2.0 * np.eye(n_classes)[codes] - 1.0
 
 
-def model_features(preprocess: Any, X: ArrayLike) -> NDArray:
-    """The final model's inputs: fixed preprocessing, then dense float64."""
+def model_features(preprocess: Any, X: ArrayLike) -> Any:
+    """The final model's inputs: fixed preprocessing, then float64.
+
+    Dense input gives a dense array; sparse input (any format) a CSR matrix
+    in canonical form (sorted indices, no duplicates), never densified.
+    """
     if preprocess is not None:
         X = preprocess.transform(X)
     if sparse.issparse(X):
-        X = X.toarray()
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, input_name="X")
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        return X
     return check_array(X, dtype=np.float64, input_name="X")
 
 
-def with_intercept_column(F: NDArray, fit_intercept: bool) -> NDArray:
-    """``[F, 1]`` when the model fits an intercept, else ``F``."""
-    return np.hstack([F, np.ones((F.shape[0], 1))]) if fit_intercept else F
+def with_intercept_column(F: Any, fit_intercept: bool) -> Any:
+    """``[F, 1]`` when the model fits an intercept, else ``F`` (CSR stays CSR)."""
+    if not fit_intercept:
+        return F
+    ones = np.ones((F.shape[0], 1))
+    if sparse.issparse(F):
+        fmt = sparse.csr_array if isinstance(F, sparse.sparray) else sparse.csr_matrix
+        return sparse.hstack([F, fmt(ones)], format="csr")
+    return np.hstack([F, ones])
+
+
+def n_rows(X: Any) -> int:
+    """Number of rows of a dense array or a sparse matrix."""
+    return X.shape[0]
+
+
+def _csr(Xt: Any) -> Any:
+    """``Xt`` as canonical CSR (a no-op for the adapters' own matrices)."""
+    Xt = Xt.tocsr()
+    if not Xt.has_canonical_format:
+        Xt = Xt.copy()
+        Xt.sum_duplicates()
+    return Xt
+
+
+def row_outer(R: NDArray, Xt: Any) -> NDArray:
+    """Dense rows ``r_i (x) x~_i`` of shape (m, K d~), for ``R`` (m, K).
+
+    A sparse ``Xt`` is scattered into the dense result from its nonzeros:
+    the result is dense by nature, ``Xt`` is never densified on its own.
+    """
+    m, K = R.shape
+    if not sparse.issparse(Xt):
+        return (R[:, :, None] * Xt[:, None, :]).reshape(m, -1)
+    Xt = _csr(Xt)
+    dt = Xt.shape[1]
+    out = np.zeros((m, K * dt))
+    row = np.repeat(np.arange(m), np.diff(Xt.indptr))
+    for k in range(K):  # 2-D scatters: faster than one 3-D fancy assignment
+        out[row, k * dt + Xt.indices] = R[row, k] * Xt.data
+    return out
+
+
+def dense_rows(Xt: Any) -> NDArray:
+    """A row block as a dense array (for results that are dense by nature)."""
+    return row_outer(np.ones((n_rows(Xt), 1)), Xt)
+
+
+def scale_rows(c: NDArray, Xt: Any) -> Any:
+    """``diag(c) Xt``, sparse when ``Xt`` is."""
+    if not sparse.issparse(Xt):
+        return c[:, None] * Xt
+    out = _csr(Xt).copy()
+    out.data *= np.repeat(c, np.diff(out.indptr))
+    return out
+
+
+def squared(Xt: Any) -> Any:
+    """Elementwise square, sparse when ``Xt`` is."""
+    return Xt.multiply(Xt) if sparse.issparse(Xt) else Xt**2
+
+
+def gram(Xt: Any, c: NDArray) -> NDArray:
+    """Dense ``Xt^T diag(c) Xt`` (a sparse product first when ``Xt`` is sparse)."""
+    if not sparse.issparse(Xt):
+        return (Xt * c[:, None]).T @ Xt
+    return (Xt.T @ scale_rows(c, Xt)).toarray()
+
+
+def tmul(Xt: Any, A: NDArray) -> NDArray:
+    """Dense ``Xt^T A`` (sparse-times-dense when ``Xt`` is sparse)."""
+    return np.asarray(Xt.T @ A)
+
+
+def mul(Xt: Any, A: NDArray) -> NDArray:
+    """Dense ``Xt A`` (sparse-times-dense when ``Xt`` is sparse)."""
+    return np.asarray(Xt @ A)
 
 
 def _sample_weight(sample_weight: ArrayLike | None, n: int) -> NDArray | None:
@@ -532,11 +623,21 @@ class LinearAdapter:
     preprocess : transformer or None, default=None
         Fitted preprocessing, treated as fixed (the steps of a ``Pipeline``
         before ``estimator``).
-    X_features : ndarray or None, default=None
+    X_features : ndarray, sparse matrix or None, default=None
         ``preprocess.transform(X)`` when the caller already has it.
-    batch_size, verbose : ignored
-        Accepted for a uniform adapter interface; closed forms here are
-        vectorised over all rows.
+    sample_weight : array-like of shape (n_train,) or None, default=None
+        The weights the model was fitted with.
+    batch_size : int or None, default=None
+        Rows per block of the Kronecker statistics (whose activation blocks
+        are dense); ``None`` sizes them from the memory budget.  The closed
+        forms are otherwise vectorised over all rows.
+    verbose : int, default=0
+        Ignored (a uniform adapter interface).
+    n_objective : int or None, default=None
+        The ``n`` the training objective divides by, when these rows are one
+        block of a larger training set (the penalty ``1/(C n)``, ``alpha/n``
+        and each row's penalty share are the whole set's); ``None``: the
+        number of rows given.
 
     Attributes
     ----------
@@ -556,20 +657,24 @@ class LinearAdapter:
         y: ArrayLike,
         *,
         preprocess: Any = None,
-        X_features: NDArray | None = None,
+        X_features: Any = None,
         sample_weight: ArrayLike | None = None,
         batch_size: int | None = None,
         verbose: int = 0,
+        n_objective: int | None = None,
     ) -> None:
         self.estimator = estimator
         self.preprocess = preprocess
         self.X_features = self._features(X) if X_features is None else X_features
+        if sparse.issparse(self.X_features):  # any format in, canonical CSR held
+            self.X_features = model_features(None, self.X_features)
         self.y = np.asarray(y)
         n, d = self.X_features.shape
         self.n_train = n
+        n_obj = n if n_objective is None else int(n_objective)
         est = estimator
         self.fit_intercept = bool(getattr(est, "fit_intercept", True))
-        spec = _objective(est, n)
+        spec = _objective(est, n_obj)
         self._spec = spec
         self._loss = spec.loss
         self.classes = spec.classes
@@ -590,9 +695,9 @@ class LinearAdapter:
             self.weights = self.weights * self.sample_weight
             if spec.share_by_weight:
                 total = self.sample_weight.sum()
-                self._share = self.sample_weight * n / total
+                self._share = self.sample_weight * n_obj / total
                 # the GLM penalty alpha sits on the normalised-weight scale
-                lam = lam * total / n
+                lam = lam * total / n_obj
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         if coef.shape[1] != d:
             raise ValueError(
@@ -616,7 +721,8 @@ class LinearAdapter:
         self.null_basis = self._null_basis(pen)
         self._Xt = self._augment(self.X_features)
         self._T = self._targets(self.y, self._codes if self.is_classifier else None)
-        self._Z = self._Xt @ self._W.T
+        self._Z = mul(self._Xt, self._W.T)
+        self._batch_size = batch_size
 
     # -- data plumbing ------------------------------------------------------
 
@@ -651,13 +757,28 @@ class LinearAdapter:
         N[:, free, np.arange(len(free))] = 1.0 / math.sqrt(K)
         return N.reshape(K * dt, len(free))
 
-    def _outer(self, R: NDArray, Xt: NDArray) -> NDArray:
-        """Per-sample ``r_i (x) x~_i`` as rows of shape (m, K d~)."""
-        return (R[:, :, None] * Xt[:, None, :]).reshape(len(Xt), -1)
+    def _outer(self, R: NDArray, Xt: Any) -> NDArray:
+        """Per-sample ``r_i (x) x~_i`` as dense rows of shape (m, K d~)."""
+        return row_outer(R, Xt)
 
-    def _query(self, X: ArrayLike) -> tuple[NDArray, NDArray]:
+    def _query(self, X: ArrayLike) -> tuple[Any, NDArray]:
         Xt = self._augment(self._features(X))
-        return Xt, Xt @ self._W.T
+        return Xt, mul(Xt, self._W.T)
+
+    def _residuals(self, rows: Any, labels: Any = None) -> tuple[Any, NDArray]:
+        """``X~`` at ``rows`` and the weighted residuals ``w_i r_i`` (b, K),
+        the rows relabelled first when ``labels`` is given."""
+        Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
+        w = self.weights[rows]
+        if labels is not None:
+            if not self.is_classifier:
+                raise ValueError("Relabelling needs a classifier.")
+            codes = np.broadcast_to(np.asarray(labels, dtype=np.intp), (len(Z),))
+            T = self._targets(None, codes)
+            w = self._class_weight[codes]
+            if self.sample_weight is not None:
+                w = w * self.sample_weight[rows]
+        return Xt, self._loss.residual(Z, T) * w[:, None]
 
     # -- the ModelAdapter interface ------------------------------------------
 
@@ -691,7 +812,7 @@ class LinearAdapter:
         Xt, Z = self._query(X)
         if not self.is_classifier:
             self._check_single_output()
-            return self._loss.mean(Z)[1][:, :1] * Xt
+            return self._outer(self._loss.mean(Z)[1][:, :1], Xt)
         return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
 
     def train_grads(
@@ -706,28 +827,57 @@ class LinearAdapter:
         (class indices, one per row or one for all) the rows are relabelled
         first, class weight included: the gradient a label change would give.
         """
-        Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
-        w = self.weights[rows]
-        if labels is not None:
-            if not self.is_classifier:
-                raise ValueError("Relabelling needs a classifier.")
-            codes = np.broadcast_to(np.asarray(labels, dtype=np.intp), (len(Xt),))
-            T = self._targets(None, codes)
-            w = self._class_weight[codes]
-            if self.sample_weight is not None:
-                w = w * self.sample_weight[rows]
-        R = self._loss.residual(Z, T) * w[:, None]
+        Xt, R = self._residuals(rows, labels)
         G = self._outer(R, Xt)
         if total:
             G += self._share[rows][:, None] * (self.penalty * self.params())
         return G
+
+    def train_grad_products(
+        self, Q: NDArray, rows: Any = slice(None), *, total: bool = False
+    ) -> NDArray:
+        """``train_grads(rows, total=total) @ Q`` without the gradient block.
+
+        With ``g_i = w_i r_i (x) x~_i``, ``G Q = sum_k diag(R[:, k]) (X~ Q_k)``
+        where ``Q_k`` (d~, k) are the rows of ``Q`` that belong to output
+        ``k``: one (sparse-times-dense) product ``X~ [Q_1 ... Q_K]``, no
+        ``(b, n_params)`` temporary.
+
+        Parameters
+        ----------
+        Q : ndarray of shape (n_params, k) or (n_params,)
+            The block to multiply.
+        rows : slice or array of int, default=slice(None)
+            Training rows.
+        total : bool, default=False
+            Add each row's share of the penalty gradient (``train_grads``).
+
+        Returns
+        -------
+        GQ : ndarray of shape (b, k), or (b,) for a 1-D ``Q``
+        """
+        Q = np.asarray(Q, dtype=np.float64)
+        if Q.shape[0] != self.n_params or Q.ndim not in (1, 2):
+            raise ValueError(
+                f"Q must have shape ({self.n_params}, k), one row per parameter; "
+                f"got {Q.shape}."
+            )
+        Q2 = Q.reshape(self.n_params, -1)
+        K, dt, k = self.n_outputs, self._dt, Q2.shape[1]
+        Xt, R = self._residuals(rows)
+        Qk = Q2.reshape(K, dt, k).transpose(1, 0, 2).reshape(dt, K * k)
+        P = mul(Xt, Qk).reshape(len(R), K, k)
+        out = np.einsum("bk,bkm->bm", R, P)
+        if total:
+            out += self._share[rows][:, None] * ((self.penalty * self.params()) @ Q2)
+        return out[:, 0] if Q.ndim == 1 else out
 
     def train_prediction_grads(self, rows: Any = slice(None)) -> NDArray:
         """:meth:`prediction_grads` at training rows, shape (b, n_params)."""
         Xt, Z = self._Xt[rows], self._Z[rows]
         if not self.is_classifier:
             self._check_single_output()
-            return self._loss.mean(Z)[1][:, :1] * Xt
+            return self._outer(self._loss.mean(Z)[1][:, :1], Xt)
         return -self._outer(self._loss.residual(Z, self._predicted_targets(Z)), Xt)
 
     def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
@@ -748,8 +898,10 @@ class LinearAdapter:
         Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
         w = self.weights[rows]
         d = self.X_features.shape[1]
-        Qm = np.asarray(Q).reshape(len(Q), self.n_outputs, self._dt)  # (m, K, d~)
-        QX = np.einsum("mkd,bd->bkm", Qm, Xt)  # (b, K, m)
+        K, dt = self.n_outputs, self._dt
+        Qm = np.asarray(Q).reshape(len(Q), K, dt)  # (m, K, d~)
+        QX = mul(Xt, Qm.transpose(2, 1, 0).reshape(dt, -1))  # (b, K m)
+        QX = QX.reshape(len(Z), K, len(Q))  # (b, K, m)
         AQX = self._loss.hess_apply(Z, QX, T)  # (b, K, m)
         W = self._W[:, :d]  # (K, d)
         term1 = np.einsum("bkm,ka->mba", AQX, W)
@@ -760,7 +912,7 @@ class LinearAdapter:
     def objective_grad(self) -> NDArray:
         """Gradient of ``J`` at the fitted parameters, off the null directions."""
         R = self._loss.residual(self._Z, self._T) * self.weights[:, None]
-        g = (R.T @ self._Xt).ravel() / self.n_train + self.penalty * self.params()
+        g = tmul(self._Xt, R).T.ravel() / self.n_train + self.penalty * self.params()
         N = self.null_basis
         return g - N @ (N.T @ g)
 
@@ -776,12 +928,12 @@ class LinearAdapter:
         V2 = V.reshape(self.n_params, -1)
         sel = slice(None) if rows is None else rows
         Xt, Z, w, T = self._Xt[sel], self._Z[sel], self.weights[sel], self._T[sel]
-        K, dt, m = self.n_outputs, self._dt, V2.shape[1]
-        V3 = V2.reshape(K, dt, m)
-        U = np.einsum("nj,kjm->nkm", Xt, V3, optimize=True)
-        AU = self._loss.hess_apply(Z, U, T) * w[:, None, None]
-        out = np.einsum("nj,nkm->kjm", Xt, AU, optimize=True).reshape(-1, m)
-        out /= len(Xt)
+        K, dt, m, b = self.n_outputs, self._dt, V2.shape[1], len(Z)
+        # X~ V_k for every output k in one product, then back: (sparse) GEMMs
+        U = mul(Xt, V2.reshape(K, dt, m).transpose(1, 0, 2).reshape(dt, K * m))
+        AU = self._loss.hess_apply(Z, U.reshape(b, K, m), T) * w[:, None, None]
+        out = tmul(Xt, AU.reshape(b, K * m)).reshape(dt, K, m)
+        out = out.transpose(1, 0, 2).reshape(K * dt, m) / b
         out += self.penalty[:, None] * V2
         N = self.null_basis
         if N.shape[1]:
@@ -807,13 +959,18 @@ class LinearAdapter:
         """Diagonal of ``H + N N^T`` of shape (n_params,), closed form."""
         A = self._loss.hess_entries(self._Z, self._T) * self.weights[:, None, None]
         diag_A = np.einsum("nkk->nk", A)  # (n, K)
-        d = (diag_A.T @ self._Xt**2).ravel() / self.n_train + self.penalty
+        d = tmul(squared(self._Xt), diag_A).T.ravel() / self.n_train + self.penalty
         N = self.null_basis
         return d + np.sum(N**2, axis=1)
 
     def data_hessian_sum(self, rows: Any = slice(None)) -> NDArray:
-        """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty."""
+        """``sum_{i in rows} w_i Hessian(loss_i)``, dense, no penalty.
+
+        Refused before allocating when the dense ``p x p`` matrix is over the
+        dense memory budget; sparse features go through a sparse product.
+        """
         K, dt = self.n_outputs, self._dt
+        check_dense_fits(self.n_params, "data Hessian")
         Xt = self._Xt[rows]
         A = self._loss.hess_entries(self._Z[rows], self._T[rows])
         A = A * self.weights[rows][:, None, None]
@@ -822,7 +979,7 @@ class LinearAdapter:
             for m in range(k, K):
                 if not np.any(A[:, k, m]):
                     continue
-                block = (Xt * A[:, k, m, None]).T @ Xt
+                block = gram(Xt, A[:, k, m])
                 H[k, :, m, :] = block
                 H[m, :, k, :] = block.T
         return H.reshape(self.n_params, self.n_params)
@@ -845,10 +1002,10 @@ class LinearAdapter:
             J_i^T M_i J_i`` (the Gauss-Newton form, exact here).
         """
         Xt, Z, T = self._Xt[rows], self._Z[rows], self._T[rows]
-        K, dt, b = self.n_outputs, self._dt, len(Xt)
+        K, dt, b = self.n_outputs, self._dt, len(Z)
         M = self._loss.hess_entries(Z, T) * self.weights[rows][:, None, None]
         J = np.zeros((b, K, K, dt))
-        J[:, np.arange(K), np.arange(K), :] = Xt[:, None, :]
+        J[:, np.arange(K), np.arange(K), :] = dense_rows(Xt)[:, None, :]
         return J.reshape(b, K, K * dt), M
 
     def residual_parts(self) -> dict[str, Any]:
@@ -996,11 +1153,11 @@ class LinearAdapter:
         K, dt, m = new.n_outputs, new._dt, new.n_train
 
         def objective(theta):
-            Z = new._Xt @ theta.reshape(K, dt).T
+            Z = mul(new._Xt, theta.reshape(K, dt).T)
             R = new._loss.residual(Z, new._T) * new.weights[:, None]
             value = new.weights @ new._loss.loss(Z, new._T) / m
             value += 0.5 * theta @ (new.penalty * theta)
-            return value, (R.T @ new._Xt).ravel() / m + new.penalty * theta
+            return value, tmul(new._Xt, R).T.ravel() / m + new.penalty * theta
 
         start = self.params() if warm_start else np.zeros(self.n_params)
         res = optimize.minimize(
@@ -1058,26 +1215,27 @@ class LinearAdapter:
         w = self.weights
 
         def objective(theta):
-            Z = self._Xt @ theta.reshape(K, dt).T
+            Z = mul(self._Xt, theta.reshape(K, dt).T)
             R = self._loss.residual(Z, self._T)
             diff = theta - theta_s
             if kind == "pbrf":
                 D = self._loss.loss(Z, self._T) - loss_s - np.sum(Rs * (Z - Zs), axis=1)
                 value = w @ D / n + 0.5 * diff @ ((pen + damping) * diff)
-                grad = ((w[:, None] * (R - Rs)).T @ self._Xt).ravel() / n
+                grad = tmul(self._Xt, w[:, None] * (R - Rs)).T.ravel() / n
                 grad += (pen + damping) * diff
             else:
                 value = w @ self._loss.loss(Z, self._T) / n + 0.5 * theta @ (
                     pen * theta
                 )
                 value += 0.5 * damping * diff @ diff
-                grad = ((w[:, None] * R).T @ self._Xt).ravel() / n
+                grad = tmul(self._Xt, w[:, None] * R).T.ravel() / n
                 grad += pen * theta + damping * diff
             if remove is not None:
                 zm, tm = Z[remove : remove + 1], self._T[remove : remove + 1]
                 value -= epsilon * w[remove] * self._loss.loss(zm, tm)[0] / n
-                rm = self._loss.residual(zm, tm)[0]
-                grad -= epsilon * w[remove] * np.outer(rm, self._Xt[remove]).ravel() / n
+                rm = self._loss.residual(zm, tm)
+                xm = self._Xt[remove : remove + 1]
+                grad -= epsilon * w[remove] * self._outer(rm, xm)[0] / n
             return value, grad
 
         res = optimize.minimize(
@@ -1114,8 +1272,8 @@ class LinearAdapter:
         over ``rows`` only (a minibatch gradient), shape (n_params,)."""
         W = np.reshape(theta, (self.n_outputs, self._dt))
         Xt = self._Xt[rows]
-        R = self._loss.residual(Xt @ W.T, self._T[rows]) * self.weights[rows, None]
-        return (R.T @ Xt).ravel() / len(Xt) + self.penalty * theta
+        R = self._loss.residual(mul(Xt, W.T), self._T[rows]) * self.weights[rows, None]
+        return tmul(Xt, R).T.ravel() / n_rows(Xt) + self.penalty * theta
 
     def param_blocks(self) -> list[tuple[slice, tuple[int, ...]]]:
         """``(slice of the flat vector, shape)`` per parameter tensor: one
@@ -1125,7 +1283,7 @@ class LinearAdapter:
     def _with_params(self, theta: NDArray) -> LinearAdapter:
         new = copy.copy(self)
         new._W = np.reshape(theta, (self.n_outputs, self._dt)).copy()
-        new._Z = self._Xt @ new._W.T
+        new._Z = mul(self._Xt, new._W.T)
         return new
 
     # -- helpers --------------------------------------------------------------
@@ -1211,6 +1369,101 @@ class LinearAdapter:
 
     def __repr__(self) -> str:
         return f"LinearAdapter({self.estimator!r})"
+
+    def curvature_sample(self, n_probes: int, random_state: Any = None) -> NDArray:
+        """Independent draws from ``N(0, C)``, ``C`` the Hessian operator's matrix.
+
+        ``C = (1/n) sum_i x~_i x~_i^T (x) A_i + diag(penalty) + N N^T`` (what
+        :meth:`hessian_matvec` applies; damping excluded), with
+        ``A_i = w_i d^2 loss_i / dz^2`` the weighted output Hessian of row
+        ``i``.  Each draw is
+
+        ``z = (1/sqrt(n)) sum_i (F_i e_i) (x) x~_i + sqrt(penalty) * u + N v``
+
+        with ``F_i F_i^T = A_i`` (``sqrt(A_i)`` for one output or a diagonal
+        ``A_i``; ``V_i diag(sqrt(lambda_i))`` from ``A_i``'s eigenvectors
+        otherwise) and standard normal ``e_i`` (``n_outputs`` values), ``u``
+        and ``v``; so ``Cov(z) = C`` exactly.  The design enters only through
+        ``X~^T M`` products, one per block of probes.
+
+        Parameters
+        ----------
+        n_probes : int
+            Number of independent draws (columns).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.  They are taken in a fixed order: ``e`` for all
+            probes (an array of shape ``(n_probes, n_train, n_outputs)``, in
+            blocks of probes), then ``u`` of shape ``(n_probes, n_params)``,
+            then ``v`` of shape ``(n_probes, k)`` (only when there are flat
+            directions), so the result does not depend on the block size.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_params, n_probes)
+
+        Raises
+        ------
+        ValueError
+            When some ``A_i`` has a negative eigenvalue beyond rounding (an
+            observed Hessian that is not positive semi-definite, e.g.
+            ``TweedieRegressor(power=3, link="log")`` where ``y < mu / 2``):
+            ``C`` is then not a sum of covariances and has no such factor.
+        """
+        if (
+            isinstance(n_probes, bool)
+            or not isinstance(n_probes, (int, np.integer))
+            or n_probes < 1
+        ):
+            raise ValueError(f"n_probes must be an integer >= 1; got {n_probes!r}.")
+        from sklearn.utils import check_random_state
+
+        from .._constants import MEMORY_BUDGET_BYTES
+
+        rng = check_random_state(random_state)
+        n, K, dt, p = self.n_train, self.n_outputs, self._dt, self.n_params
+        m = int(n_probes)
+        A = self._loss.hess_entries(self._Z, self._T) * self.weights[:, None, None]
+        diagonal = K == 1 or not np.any(A * (1.0 - np.eye(K)))
+        if diagonal:
+            lam, V = np.einsum("nkk->nk", A), None
+        else:
+            lam, V = np.linalg.eigh(A)
+        scale = float(np.max(np.abs(lam), initial=0.0))
+        # eigh's rounding, and cancellation in a GLM's second derivative
+        tol = 1e3 * np.finfo(np.float64).eps * max(K, 1) * scale
+        bad = np.flatnonzero(np.min(lam, axis=1, initial=np.inf) < -tol)
+        if bad.size:
+            raise ValueError(
+                f"curvature_sample needs every row's weighted output Hessian "
+                f"w_i d^2 loss_i/dz^2 to be positive semi-definite, but "
+                f"{bad.size} of {n} rows of {self.estimator!r} have negative "
+                f"curvature (smallest eigenvalue {float(np.min(lam)):.3g}, e.g. "
+                f"row {int(bad[0])}): this model's Hessian is an observed one that "
+                "is not a sum of covariances, so it cannot be sampled. Compute "
+                "self-influence exactly (one solve per row, or curvature='exact')."
+            )
+        F = np.sqrt(np.clip(lam, 0.0, None))  # (n, K): A_i = diag(F_i^2)
+        if not diagonal:
+            F = V * F[:, None, :]  # (n, K, K): F_i F_i^T = V_i diag(lam_i) V_i^T
+        block = max(1, min(m, MEMORY_BUDGET_BYTES // (8 * 2 * n * K)))
+        Z = np.empty((p, m))
+        for start in range(0, m, block):
+            b = min(block, m - start)
+            E = rng.standard_normal((b, n, K))
+            if diagonal:
+                M = F[:, :, None] * E.transpose(1, 2, 0)  # (n, K, b)
+            else:
+                M = np.matmul(F, E.transpose(1, 2, 0))  # (n, K, b): F_i e_i
+            XtM = np.asarray(self._Xt.T @ M.reshape(n, K * b))  # (d~, K b)
+            Z[:, start : start + b] = (
+                XtM.reshape(dt, K, b).transpose(1, 0, 2).reshape(p, b)
+            )
+        Z /= math.sqrt(n)
+        Z += np.sqrt(self.penalty)[:, None] * rng.standard_normal((m, p)).T
+        N = self.null_basis
+        if N.shape[1]:
+            Z += N @ rng.standard_normal((m, N.shape[1])).T
+        return Z
 
 
 @make_adapter.register(LinearRegression)

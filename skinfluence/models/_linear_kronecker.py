@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
 from ._kronecker import KroneckerLayer, _sym_sqrt_np, check_fisher
-from ._linear import _BinomialLoss, _MultinomialLoss, _SquaredLoss
+from ._linear import _BinomialLoss, _MultinomialLoss, _SquaredLoss, dense_rows
 
 if TYPE_CHECKING:
     from ._linear import LinearAdapter
@@ -90,10 +90,13 @@ def _linear_vectors(
 def _linear_stats(
     adapter: LinearAdapter, fisher: str, n_samples: int, rng: Any, verbose: int
 ) -> Iterator[list[tuple[NDArray, NDArray]]]:
-    blocks = list(chunks(adapter.n_train, chunk_size(adapter.n_params)))
+    size = chunk_size(adapter.n_params, getattr(adapter, "_batch_size", None))
+    blocks = list(chunks(adapter.n_train, size))
     for t in progress(blocks, desc="Kronecker factors", verbose=verbose):
         U = _linear_vectors(adapter, t, fisher, n_samples, rng)
-        yield [(adapter._Xt[t], np.swapaxes(U, 0, 1))]
+        # sparse features: a dense block of rows (the consumers take arrays;
+        # the block is bounded by chunk_size, the factor A is dense anyway)
+        yield [(dense_rows(adapter._Xt[t]), np.swapaxes(U, 0, 1))]
 
 
 def linear_layer_statistics(

@@ -240,7 +240,12 @@ def test_grid_search_reaches_the_default_cleaner():
 
 def test_set_params_materialises_none_defaults_and_clone_round_trips():
     model = CleanedClassifier()
-    assert clone(model).get_params(deep=False) == {"estimator": None, "cleaner": None}
+    assert clone(model).get_params(deep=False) == {
+        "estimator": None,
+        "cleaner": None,
+        "memory_budget": None,
+        "n_jobs": None,
+    }
     model.set_params(cleaner__contamination=0.1, estimator__C=0.5)
     assert isinstance(model.cleaner, NoisyLabelDetector)
     assert model.cleaner.contamination == 0.1

@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/networks.py
 	$(PY) benchmarks/network_size.py
 	$(PY) benchmarks/cnn_curvature.py
+	$(PY) benchmarks/scaling.py --out build/scaling.md
 
 # The site in doc/_build/html; warnings are errors, every example executes.
 docs: $(DOCS_STAMP)

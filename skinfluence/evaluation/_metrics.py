@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 
 from ..utils._sklearn_compat import Interval, StrOptions, validate_params
 from ._loo import loo_change
@@ -159,7 +159,7 @@ def make_loo_scorer(
             estimator = estimator[-1]
         y = np.asarray(y)
         q = rng.choice(len(y), size=min(n_queries, len(y)), replace=False)
-        Xq = X.iloc[q] if hasattr(X, "iloc") else np.asarray(X)[q]
+        Xq = _safe_indexing(X, q)  # DataFrame, sparse matrix, list or array
         S = estimator.influence(Xq, y[q])
         n = S.shape[1]
         k = min(n_train_points, n)

@@ -256,8 +256,12 @@ def regression_diagnostics(
     with np.errstate(divide="ignore", invalid="ignore"):
         r_int = r / np.sqrt(phi * (1 - h))
         r_ext = r / np.sqrt(phi_i * (1 - h))
-        J, _ = adapter.row_curvature(slice(None))
-        dz = np.einsum("bkp,bp->bk", J, dtheta)[:, 0]
+        # each row's own output change, J_i dtheta_i, in row blocks: the
+        # Jacobians of all rows at once would be another (n, p) array
+        dz = np.empty(n)
+        for t in chunks(n, chunk_size(2 * p, None)):
+            J, _ = adapter.row_curvature(t)
+            dz[t] = np.einsum("bkp,bp->bk", J, dtheta[t])[:, 0]
         out.update(
             residual=parts["response"],
             studentized_residual=r_int,

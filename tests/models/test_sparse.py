@@ -389,3 +389,19 @@ def test_given_features_in_any_sparse_format(name):
         adapter.retrain(keep).params(),
         1e-6,
     )
+
+
+def test_make_loo_scorer_takes_sparse_folds():
+    from sklearn.model_selection import cross_val_score
+
+    from skinfluence.evaluation import make_loo_scorer
+
+    rng = np.random.default_rng(0)
+    X = sp.random(120, 30, density=0.2, format="csr", random_state=0)
+    y = np.asarray(X.sum(axis=1)).ravel() + 0.3 * rng.standard_normal(120) > 3
+    y = y.astype(int)
+    scorer = make_loo_scorer(n_train_points=5, n_queries=2, random_state=0)
+    scores = cross_val_score(
+        InfluenceScorer(LogisticRegression(tol=1e-10)), X, y, cv=2, scoring=scorer
+    )
+    assert np.all(np.isfinite(scores))

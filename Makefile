@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e ".[torch,dev]"
 	touch $(STAMP)
+
+# The docs extra on top of the set-up above (Sphinx, numpydoc, sphinx-gallery,
+# pydata-sphinx-theme); its own stamp so `make test` does not install it.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -e ".[torch,dev,docs]"
+	touch $(DOCS_STAMP)
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) examples/plot_quickstart.py
@@ -51,5 +59,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/scaling.py --out build/scaling.md
 	$(PY) benchmarks/dask_blockwise.py
 
+# The site in doc/_build/html; warnings are errors, every example executes.
+docs: $(DOCS_STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MPLBACKEND=Agg \
+	    $(PY) -m sphinx -b html -W --keep-going doc doc/_build/html
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info doc/_build doc/generated doc/auto_examples \
+	    doc/api.rst doc/sg_execution_times.rst

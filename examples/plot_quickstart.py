@@ -1,7 +1,7 @@
 """
-=====================================================
+========================================================
 Which training points made this prediction? (quickstart)
-=====================================================
+========================================================
 
 Fit an :class:`~skinfluence.InfluenceScorer` around a logistic regression on
 the breast-cancer data, pick a misclassified test point, and list the five

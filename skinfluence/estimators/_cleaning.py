@@ -371,6 +371,27 @@ class NoisyLabelDetector(_InfluenceCleaner):
     factor, which moves neither the ranking nor the fence).
     ``class_weight`` enters the influence methods (it weighs the gradients)
     but not ``"loss"`` nor ``"vm"``/``"fvm"``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skinfluence import NoisyLabelDetector
+    >>> from skinfluence.datasets import inject_label_noise
+    >>> from skinfluence.evaluation import detection_report
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> y_noisy, flipped = inject_label_noise(y, 0.1, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
+    >>> detector = NoisyLabelDetector(model).fit(X, y_noisy)
+    >>> suspects = detector.ranking_[:20]  # rows of X, most suspicious first
+    >>> bool(flipped[suspects].mean() > 0.8)  # most of them were flipped
+    True
+    >>> bool(detection_report(flipped, detector.scores_)["roc_auc"] > 0.95)
+    True
+    >>> sorted(set(detector.fit_predict(X, y_noisy).tolist()))  # -1: flagged
+    [-1, 1]
     """
 
     _parameter_constraints: dict = {
@@ -558,6 +579,28 @@ class Relabeler(_InfluenceCleaner):
         ``"vm"``/``"fvm"`` only, as :class:`NoisyLabelDetector`.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skinfluence import Relabeler
+    >>> from skinfluence.datasets import inject_label_noise
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> X_train, y_train, X_val, y_val = X[:300], y[:300], X[300:], y[300:]
+    >>> y_noisy, flipped = inject_label_noise(y_train, 0.1, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
+    >>> relabeler = Relabeler(model, max_fraction=0.1).fit(
+    ...     X_train, y_noisy, X_val=X_val, y_val=y_val
+    ... )
+    >>> int(relabeler.relabeled_mask_.sum()) <= 30  # at most max_fraction
+    True
+    >>> fixed = relabeler.y_relabeled_  # suggested labels, the rest unchanged
+    >>> bool(np.mean(fixed == y_train) > np.mean(y_noisy == y_train))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -945,6 +988,23 @@ class CleanedClassifier(ClassifierMixin, _Cleaned):
         The classifier fitted on the cleaned data.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skinfluence import CleanedClassifier, NoisyLabelDetector
+    >>> from skinfluence.datasets import inject_label_noise
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> y_noisy, _ = inject_label_noise(y[:300], 0.1, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
+    >>> cleaned = CleanedClassifier(model, NoisyLabelDetector(model))
+    >>> cleaned = cleaned.fit(X[:300], y_noisy)  # drop flagged rows, refit
+    >>> plain = model.fit(X[:300], y_noisy)
+    >>> bool(cleaned.score(X[300:], y[300:]) > plain.score(X[300:], y[300:]))
+    True
     """
 
     def _default_estimator(self):
@@ -974,6 +1034,21 @@ class CleanedRegressor(RegressorMixin, _Cleaned):
     cleaner_ : object
     estimator_ : regressor
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from skinfluence import CleanedRegressor, NoisyLabelDetector
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> y_bad = y.copy()
+    >>> y_bad[:10] += 300  # ten corrupted targets
+    >>> cleaner = NoisyLabelDetector(Ridge(alpha=1.0), method="loss")
+    >>> reg = CleanedRegressor(Ridge(alpha=1.0), cleaner).fit(X, y_bad)
+    >>> bool(reg.cleaner_.noisy_mask_[:10].all())  # all ten dropped
+    True
+    >>> reg.estimator_.n_features_in_
+    10
     """
 
     def _default_estimator(self):

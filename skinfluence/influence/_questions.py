@@ -38,7 +38,7 @@ def input_perturbation(
     verbose: int = 0,
 ) -> NDArray:
     """``R[j, i, :]``: shifting training input ``i`` by ``delta`` changes ``f_j``
-    by about ``R[j, i] @ delta / n``; shape (m, n_train, *input_shape).
+    by about ``R[j, i] @ delta / n``; shape ``(m, n_train, *input_shape)``.
 
     ``R[j, i] = -(d g_i / d x_i)^T (H + damping I)^{-1} grad f_j`` (Koh & Liang's
     ``I_pert``, times ``n``).

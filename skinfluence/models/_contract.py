@@ -307,7 +307,7 @@ class InputGradients(Protocol):
     """Mixed derivatives ``d/dx_i <q, grad_theta loss_i>``."""
 
     def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
-        """Shape (m, b, *input_shape) for query vectors ``Q`` of shape (m, p)."""
+        """Shape ``(m, b, *input_shape)`` for query vectors ``Q`` of shape (m, p)."""
 
 
 @runtime_checkable

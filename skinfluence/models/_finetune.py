@@ -80,6 +80,32 @@ class Finetuner(BaseEstimator):
     SGD for Recovering Flat Optima in the Deep Learning Optimization
     Landscape", AISTATS 2022.  Foret et al. "Sharpness-Aware Minimization",
     ICLR 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skinfluence import Finetuner, NoisyLabelDetector, TorchClassifier
+    >>> from skinfluence.datasets import inject_label_noise
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> X = X / 16.0
+    >>> y_noisy, flipped = inject_label_noise(y[:200], 0.1, random_state=0)
+    >>> net = TorchClassifier(
+    ...     torch.nn.Sequential(
+    ...         torch.nn.Linear(64, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
+    ...     ),
+    ...     random_state=0,
+    ... )
+    >>> detector = NoisyLabelDetector(
+    ...     net,
+    ...     method="fvm",
+    ...     damping="auto",
+    ...     finetune=Finetuner(n_steps=100, random_state=0),  # default: 2000
+    ... ).fit(X[:200], y_noisy, X_val=X[200:300], y_val=y[200:300])
+    >>> info = detector.finetune_info_  # the validation loss went down
+    >>> bool(info["loss_after"] < info["loss_before"])
+    True
     """
 
     _parameter_constraints: dict = {

@@ -254,11 +254,37 @@ class TracInCheckpoints(Callback):
     checkpoints_ : list of (dict, float)
         ``(parameters by name on the CPU, learning rate of the first
         parameter group)`` per saved epoch, oldest first.
+    epoch_lr_ : float
+        The learning rate of the epoch in progress (a fitted attribute, so a
+        fitted net carrying this callback still clones).
 
     References
     ----------
     Pruthi, Liu, Kale, Sundararajan. "Estimating Training Data Influence by
     Tracing Gradient Descent." NeurIPS 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skorch import NeuralNetClassifier
+    >>> from skinfluence import NoisyLabelDetector, TracInCheckpoints
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> X = (X / 16.0).astype(np.float32)
+    >>> _ = torch.manual_seed(0)
+    >>> net = NeuralNetClassifier(
+    ...     torch.nn.Sequential(torch.nn.Linear(64, 3)),
+    ...     criterion=torch.nn.CrossEntropyLoss,
+    ...     max_epochs=4,
+    ...     lr=0.1,
+    ...     train_split=None,
+    ...     verbose=0,
+    ...     callbacks=[TracInCheckpoints(every=2)],
+    ... ).fit(X[:200], y[:200])
+    >>> detector = NoisyLabelDetector(net, method="tracin").fit(X[:200], y[:200])
+    >>> detector.scores_.shape
+    (200,)
     """
 
     def __init__(self, every: int = 1, max_checkpoints: int | None = None) -> None:
@@ -282,7 +308,7 @@ class TracInCheckpoints(Callback):
     def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
         """Note the learning rate this epoch trains with (before any scheduler
         callback steps it at the epoch's end)."""
-        self._lr = float(net.optimizer_.param_groups[0]["lr"])
+        self.epoch_lr_ = float(net.optimizer_.param_groups[0]["lr"])
 
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
         """Save the parameters and the epoch's learning rate."""
@@ -293,7 +319,7 @@ class TracInCheckpoints(Callback):
             for k, p in net.module_.named_parameters()
             if p.requires_grad
         }
-        self.checkpoints_.append((theta, self._lr))
+        self.checkpoints_.append((theta, self.epoch_lr_))
         if self.max_checkpoints is not None:
             del self.checkpoints_[: -self.max_checkpoints]
 

@@ -520,7 +520,7 @@ class TorchAdapter:
     def input_grad_products(self, Q: NDArray, rows: Any = slice(None)) -> NDArray:
         """``d/dx_i <q_j, g_i>`` for query vectors ``Q`` (m, n_params).
 
-        Shape (m, b, *input_shape): the mixed derivative ``grad_x grad_theta
+        Shape ``(m, b, *input_shape)``: the mixed derivative ``grad_x grad_theta
         loss`` projected on each ``q_j``, by ``grad`` over the input of a
         ``jvp`` along ``q_j``, times the row's weight ``w_i`` (``g_i`` is the
         weighted training gradient).

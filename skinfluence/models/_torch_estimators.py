@@ -277,6 +277,28 @@ class TorchClassifier(ClassifierMixin, _TorchModel):
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     n_iter_ : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skinfluence import InfluenceScorer, TorchClassifier
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> X = X / 16.0
+    >>> net = TorchClassifier(
+    ...     torch.nn.Sequential(
+    ...         torch.nn.Linear(64, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
+    ...     ),
+    ...     weight_decay=1e-2,
+    ...     random_state=0,
+    ... ).fit(X[:200], y[:200])
+    >>> bool(net.score(X[200:], y[200:]) > 0.9)
+    True
+    >>> S = InfluenceScorer(net, damping="auto").fit(X[:200], y[:200]).influence(
+    ...     X[200:203], y[200:203]
+    ... )
+    >>> S.shape
+    (3, 200)
     """
 
     def _default_criterion(self):
@@ -362,6 +384,17 @@ class TorchRegressor(RegressorMixin, _TorchModel):
     criterion_ : torch loss
     n_features_in_ : int
     n_iter_ : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skinfluence import InfluenceScorer, TorchRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> net = TorchRegressor(torch.nn.Linear, weight_decay=1e-3).fit(X, y)
+    >>> scorer = InfluenceScorer(net).fit(X, y)
+    >>> scorer.self_influence_.shape
+    (442,)
     """
 
     def _default_criterion(self):

@@ -280,3 +280,29 @@ def test_class_weighted_criterion_is_rejected(wine):
     ).fit(X.astype(np.float32), y)
     with pytest.raises(ValueError, match="Class-weighted criteria"):
         InfluenceScorer(FrozenEstimator(net)).fit(X.astype(np.float32), y)
+
+
+def test_fitted_net_with_tracin_checkpoints_clones():
+    """skorch reads a callback's parameters from its attributes (all but those
+    ending in ``_``): the callback's per-epoch state must not look like one,
+    or a fitted net cannot be cloned, e.g. by NoisyLabelDetector."""
+    from sklearn.base import clone
+
+    from skinfluence import NoisyLabelDetector, TracInCheckpoints
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        torch.nn.Linear(4, 2),
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=2,
+        train_split=None,
+        verbose=0,
+        callbacks=[("tracin", TracInCheckpoints())],
+    ).fit(X, y)
+    assert dict(clone(net).callbacks)["tracin"].every == 1  # raised before
+    detector = NoisyLabelDetector(net, method="tracin").fit(X, y)
+    tracin = dict(detector.scorer_.estimator_.callbacks_)["tracin"]
+    assert len(tracin.checkpoints_) == 2

@@ -107,6 +107,15 @@ class LiSSACurvature(CurvatureBackend):
         )
         self._matvec = adapter.ggn_matvec if ggn else adapter.hessian_matvec
         self._n = adapter.n_train
+        # one seed for every solve, drawn once: a RandomState shared by the
+        # solves of concurrent row blocks (n_jobs threads) would hand out its
+        # draws in scheduling order; an int random_state already behaves so
+        rs = self.random_state
+        self._seed = (
+            rs
+            if rs is None or isinstance(rs, Integral)
+            else int(check_random_state(rs).randint(2**31 - 1))
+        )
         self.mean_eigenvalue_ = float(np.mean(hessian_diagonal(adapter)))
         if self.scale == "auto":
             op = adapter.ggn_operator() if ggn else adapter.hessian_operator()
@@ -123,7 +132,7 @@ class LiSSACurvature(CurvatureBackend):
         return 4 * p + 2 * int(self.batch_size) * int(adapter.n_outputs)
 
     def _solve(self, V: NDArray) -> NDArray:
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self._seed)
         n, s = self._n, self.scale_ + self.damping_
         start = np.linalg.norm(V)
         out = np.zeros_like(V)

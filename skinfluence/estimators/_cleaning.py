@@ -65,7 +65,11 @@ _COMMON = {
     "dtype": [StrOptions({"float64", "float32"}), None],
     "device": "no_validation",  # str or torch.device: checked by the adapter
     "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
-    "n_jobs": [Integral, None],
+    "n_jobs": [
+        Interval(Integral, None, -1, closed="right"),
+        Interval(Integral, 1, None, closed="left"),
+        None,
+    ],
 }
 
 
@@ -783,7 +787,11 @@ class _Cleaned(_ReachableDefaults, MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit"]), None],
         "cleaner": [HasMethods(["fit_resample"]), None],
         "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": [
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+            None,
+        ],
     }
 
     def __init__(

@@ -34,7 +34,7 @@ from ..influence import (
     warn_if_not_stationary,
 )
 from ..models import SubsetHessian, make_adapter
-from ..utils._chunks import parse_memory_budget
+from ..utils._chunks import memory_budget_context, parse_memory_budget
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 
 _INSTALL = 'pip install "skinfluence[dask]"'
@@ -71,26 +71,30 @@ def _block_adapter(model, X, y, sample_weight, n_objective):
 
 
 def _stats_task(model, X, y, sample_weight, n_objective, memory_budget):
-    adapter = _block_adapter(model, X, y, sample_weight, n_objective)
-    return block_statistics(adapter, memory_budget=memory_budget)
+    # the worker's dense checks (data_hessian_sum) read the user's budget
+    with memory_budget_context(memory_budget):
+        adapter = _block_adapter(model, X, y, sample_weight, n_objective)
+        return block_statistics(adapter, memory_budget=memory_budget)
 
 
 def _self_influence_task(
     model, X, y, sample_weight, n_objective, factor, train_gradient, memory_budget
 ):
-    adapter = _block_adapter(model, X, y, sample_weight, n_objective)
-    return block_self_influence(
-        adapter, factor, train_gradient=train_gradient, memory_budget=memory_budget
-    )
+    with memory_budget_context(memory_budget):
+        adapter = _block_adapter(model, X, y, sample_weight, n_objective)
+        return block_self_influence(
+            adapter, factor, train_gradient=train_gradient, memory_budget=memory_budget
+        )
 
 
 def _influence_task(
     model, X, y, sample_weight, n_objective, Qinv, train_gradient, memory_budget
 ):
-    adapter = _block_adapter(model, X, y, sample_weight, n_objective)
-    return block_influence(
-        adapter, Qinv, train_gradient=train_gradient, memory_budget=memory_budget
-    )
+    with memory_budget_context(memory_budget):
+        adapter = _block_adapter(model, X, y, sample_weight, n_objective)
+        return block_influence(
+            adapter, Qinv, train_gradient=train_gradient, memory_budget=memory_budget
+        )
 
 
 def _ship(obj, dask):

@@ -431,7 +431,11 @@ class InfluenceScorer(
         "train_gradient": [StrOptions({"auto", "loss", "total"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": [
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+            None,
+        ],
         "sketch_probes": [Interval(Integral, 2, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -535,15 +539,17 @@ class InfluenceScorer(
             if v is not None
         }
         try:
-            self.adapter_ = make_adapter(
-                self.estimator_,
-                X,
-                y,
-                sample_weight=sample_weight,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
-                **precision,
-            )
+            # inside the budget: a network adapter sizes its row chunks here
+            with memory_budget_context(self.memory_budget_):
+                self.adapter_ = make_adapter(
+                    self.estimator_,
+                    X,
+                    y,
+                    sample_weight=sample_weight,
+                    batch_size=self.batch_size,
+                    verbose=self.verbose,
+                    **precision,
+                )
         except TypeError as exc:
             if not any(f"'{k}'" in str(exc) for k in precision):
                 raise

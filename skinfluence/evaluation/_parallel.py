@@ -16,9 +16,9 @@ removed row's position, or the subset's drawn seed) rather than from the
 order it happens to run in, so a refit that draws from the global numpy or
 torch generator (dropout, batch order with ``random_state=None``) gets the
 same numbers in a worker as in the calling process.  (Threads share those
-global generators: under ``parallel_config(backend="threading")`` a refit
-that draws from them is not reproducible; the seeded refits of the
-estimators, lbfgs and closed forms do not draw from them.)  Kernels can
+global generators: under ``parallel_config(backend="threading")`` the refits
+take turns holding them, so they stay reproducible and the caller's state is
+restored, at the price of running one at a time.)  Kernels can
 round differently on other thread counts or memory layouts: the workers
 receive contiguous copies of strided query arrays, so the caller measures
 on contiguous copies too (:func:`contiguous`), and joblib and dask run
@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -150,20 +151,29 @@ def refit_seed(position: int | None) -> int:
     return int(np.random.SeedSequence([_ENTROPY, key]).generate_state(1)[0])
 
 
+#: The global generators are process-wide: refits on threads (joblib's
+#: threading backend) take turns holding them, so each is seeded as in a
+#: sequential run and the caller's state is restored exactly.  Processes
+#: (loky, dask) each have their own.
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a refit with numpy's and (if loaded) torch's global generators
-    seeded, restoring the caller's generators afterwards."""
-    # the legacy global generator is the one sklearn's random_state=None uses
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    torch = sys.modules.get("torch")
-    try:
-        if torch is None:
-            yield
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+    seeded, restoring the caller's generators afterwards (one refit at a
+    time per process holds them)."""
+    with _GLOBAL_RNG_LOCK:
+        # the legacy global generator is the one sklearn's random_state=None uses
+        state = np.random.get_state()  # noqa: NPY002
+        np.random.seed(seed % 2**32)  # noqa: NPY002
+        torch = sys.modules.get("torch")
+        try:
+            if torch is None:
                 yield
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    yield
+        finally:
+            np.random.set_state(state)  # noqa: NPY002

@@ -33,7 +33,6 @@ from ..utils._chunks import (
     dense_budget,
     format_bytes,
     map_blocks,
-    n_workers,
 )
 from ..utils._linalg import check_dense_fits
 from ..utils._progress import progress
@@ -166,7 +165,10 @@ def pairwise_influence(
     m = len(Gq)
     total = train_gradient == "total"
     budget = block_budget(memory_budget)
-    share = max(1, budget // n_workers(n_jobs))  # blocks in flight at once
+    # blocks are sized from the whole budget whatever n_jobs is, so every
+    # block is the same computation and the results equal the sequential
+    # ones; with n_jobs workers up to n_jobs blocks are in memory at once
+    share = memory_budget
     S = np.empty((m, n))
     if m == 0:
         return S
@@ -399,7 +401,7 @@ def self_influence_result(
             method = "solve"  # no square-root factor to sample: exact solves
     n, p = adapter.n_train, adapter.n_params
     total = train_gradient == "total"
-    share = max(1, block_budget(memory_budget) // n_workers(n_jobs))
+    share = memory_budget  # per block, independent of n_jobs (see above)
     sides = 2 if total else 1
     if method == "inverse":
         check_dense_fits(p, "inverse curvature", budget=dense_budget(memory_budget))
@@ -508,8 +510,7 @@ def stationarity(
     so the result does not depend on ``n_jobs``.
     """
     n, p = adapter.n_train, adapter.n_params
-    share = max(1, block_budget(memory_budget) // n_workers(n_jobs))
-    blocks = list(chunks(n, chunk_size(p, batch_size, budget=share)))
+    blocks = list(chunks(n, chunk_size(p, batch_size, budget=memory_budget)))
 
     if isinstance(adapter, GradientProducts):
         # closed-form per-row norms: no (b, p) gradient block (n x p dense

@@ -1450,46 +1450,79 @@ class LinearAdapter:
             raise ValueError(f"n_probes must be an integer >= 1; got {n_probes!r}.")
         from sklearn.utils import check_random_state
 
-        from .._constants import MEMORY_BUDGET_BYTES
+        from ..utils._chunks import block_budget, chunks
 
         rng = check_random_state(random_state)
         n, K, dt, p = self.n_train, self.n_outputs, self._dt, self.n_params
         m = int(n_probes)
-        A = self._loss.hess_entries(self._Z, self._T) * self.weights[:, None, None]
-        diagonal = K == 1 or not np.any(A * (1.0 - np.eye(K)))
-        if diagonal:
-            lam, V = np.einsum("nkk->nk", A), None
-        else:
-            lam, V = np.linalg.eigh(A)
-        scale = float(np.max(np.abs(lam), initial=0.0))
+        budget = block_budget()  # InfluenceScorer(memory_budget=...) or default
+
+        def output_hessians(r: Any) -> NDArray:
+            return (
+                self._loss.hess_entries(self._Z[r], self._T[r])
+                * (self.weights[r][:, None, None])
+            )
+
+        # rows per block of output Hessians and their factors (A, F, V: 3 K^2
+        # values a row, plus the block's share of the probes' products)
+        rsize = max(1, (budget // 4) // (8 * K * (3 * K + 2 * min(m, 64))))
+        diagonal, scale = True, 0.0
+        for r in chunks(n, rsize):
+            A = output_hessians(r)
+            if K > 1 and np.any(A * (1.0 - np.eye(K))):
+                diagonal = False
+            lam = np.einsum("nkk->nk", A) if diagonal else np.linalg.eigvalsh(A)
+            scale = max(scale, float(np.max(np.abs(lam), initial=0.0)))
         # eigh's rounding, and cancellation in a GLM's second derivative
         tol = 1e3 * np.finfo(np.float64).eps * max(K, 1) * scale
-        bad = np.flatnonzero(np.min(lam, axis=1, initial=np.inf) < -tol)
-        if bad.size:
-            raise ValueError(
-                f"curvature_sample needs every row's weighted output Hessian "
-                f"w_i d^2 loss_i/dz^2 to be positive semi-definite, but "
-                f"{bad.size} of {n} rows of {self.estimator!r} have negative "
-                f"curvature (smallest eigenvalue {float(np.min(lam)):.3g}, e.g. "
-                f"row {int(bad[0])}): this model's Hessian is an observed one that "
-                "is not a sum of covariances, so it cannot be sampled. Compute "
-                "self-influence exactly (one solve per row, or curvature='exact')."
-            )
-        F = np.sqrt(np.clip(lam, 0.0, None))  # (n, K): A_i = diag(F_i^2)
-        if not diagonal:
-            F = V * F[:, None, :]  # (n, K, K): F_i F_i^T = V_i diag(lam_i) V_i^T
-        block = max(1, min(m, MEMORY_BUDGET_BYTES // (8 * 2 * n * K)))
+
+        def factor(r: Any) -> NDArray:
+            """``F_i`` with ``F_i F_i^T = A_i`` for the rows ``r``: (b, K) for
+            a diagonal ``A_i``, else (b, K, K)."""
+            A = output_hessians(r)
+            if diagonal:
+                lam, V = np.einsum("nkk->nk", A), None
+            else:
+                lam, V = np.linalg.eigh(A)
+            bad = np.flatnonzero(np.min(lam, axis=1, initial=np.inf) < -tol)
+            if bad.size:
+                raise ValueError(
+                    f"curvature_sample needs every row's weighted output Hessian "
+                    f"w_i d^2 loss_i/dz^2 to be positive semi-definite, but rows "
+                    f"of {self.estimator!r} have negative curvature (smallest "
+                    f"eigenvalue {float(np.min(lam)):.3g}, e.g. row "
+                    f"{int(np.arange(n)[r][bad[0]])}): this model's Hessian is an "
+                    "observed one that is not a sum of covariances, so it cannot "
+                    "be sampled. Compute self-influence exactly (one solve per "
+                    "row, or curvature='exact')."
+                )
+            F = np.sqrt(np.clip(lam, 0.0, None))  # (b, K): A_i = diag(F_i^2)
+            if not diagonal:
+                F = V * F[:, None, :]  # (b, K, K): F_i F_i^T = V_i diag(lam) V_i^T
+            return F
+
+        # all rows' factors at once when they fit a quarter of the budget
+        # (else recomputed per block of probes); checked before any draw
+        F_all = factor(slice(None)) if 8 * n * K * (3 * K) <= budget // 4 else None
+        if F_all is None:
+            for r in chunks(n, rsize):
+                factor(r)
+        # probes per block: their normal draws e, (b, n, K), take half the budget
+        block = max(1, min(m, (budget // 2) // (8 * n * K)))
+        rsize = max(1, (budget // 4) // (8 * K * (3 * K + 2 * block)))
         Z = np.empty((p, m))
         for start in range(0, m, block):
             b = min(block, m - start)
+            # drawn in one fixed order, (probe, row, output), whatever the blocks
             E = rng.standard_normal((b, n, K))
-            if diagonal:
-                M = F[:, :, None] * E.transpose(1, 2, 0)  # (n, K, b)
-            else:
-                M = np.matmul(F, E.transpose(1, 2, 0))  # (n, K, b): F_i e_i
-            XtM = np.asarray(self._Xt.T @ M.reshape(n, K * b))  # (d~, K b)
+            acc = np.zeros((dt, K * b))
+            for r in chunks(n, rsize):
+                F = F_all[r] if F_all is not None else factor(r)
+                Er = E[:, r].transpose(1, 2, 0)  # (rows, K, b)
+                M = F[:, :, None] * Er if diagonal else np.matmul(F, Er)
+                acc += np.asarray(self._Xt[r].T @ M.reshape(len(M), K * b))
             Z[:, start : start + b] = (
-                XtM.reshape(dt, K, b).transpose(1, 0, 2).reshape(p, b)
+                acc.reshape(dt, K, b).transpose(1, 0, 2).reshape(p, b)
             )
         Z /= math.sqrt(n)
         Z += np.sqrt(self.penalty)[:, None] * rng.standard_normal((m, p)).T

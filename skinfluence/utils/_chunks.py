@@ -180,9 +180,18 @@ def map_blocks(
     Each block is computed by the same code on the same rows whatever the
     number of workers, so the results equal the sequential ones.
     """
-    blocks = list(blocks)
-    if len(blocks) <= 1 or n_workers(n_jobs) == 1:
-        return [func(b) for b in blocks]
+    if n_workers(n_jobs) == 1:
+        return [func(b) for b in blocks]  # lazily: a progress bar ticks per block
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(func)(b) for b in blocks)
+    # the caller's memory budget travels with each task: a ContextVar is not
+    # inherited by joblib's worker threads (nor by processes)
+    budget = _BUDGET.get()
+    tasks = (delayed(_within_budget)(budget, func, b) for b in blocks)
+    return list(Parallel(n_jobs=n_jobs, prefer="threads")(tasks))
+
+
+def _within_budget(budget: int | None, func: Callable[[Any], Any], block: Any) -> Any:
+    """``func(block)`` under the memory budget of the caller's thread."""
+    with memory_budget_context(budget):
+        return func(block)

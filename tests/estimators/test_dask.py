@@ -300,3 +300,24 @@ def test_memory_budget_takes_strings_like_the_in_memory_scorer():
         assert scorer.memory_budget_ == 1_000_000
         with pytest.raises(ValueError, match="memory_budget"):
             DaskInfluenceScorer(model, memory_budget="5kB").fit(Xd, yd)
+
+
+def test_a_budget_over_the_default_reaches_the_workers(monkeypatch):
+    # the client accepts a budget above the library default; the workers'
+    # own dense checks must read it too (not refuse with the default)
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from skinfluence import _constants
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 30))
+    y = (X[:, 0] + rng.standard_normal(200) > 0).astype(int)
+    model = FrozenEstimator(LogisticRegression(tol=1e-10).fit(X, y))
+    monkeypatch.setattr(_constants, "DENSE_MEMORY_BUDGET_BYTES", 8 * 31 * 31 - 8)
+    Xd, yd = da.from_array(X, chunks=50), da.from_array(y, chunks=50)
+    with dask.config.set(scheduler="synchronous"):
+        scorer = DaskInfluenceScorer(model, memory_budget=10 * 8 * 31 * 31)
+        s = scorer.fit(Xd, yd).self_influence().compute()
+    local = InfluenceScorer(model, curvature="exact", memory_budget=10 * 8 * 31 * 31)
+    np.testing.assert_allclose(s, local.fit(X, y).self_influence_, rtol=1e-10)

@@ -386,3 +386,22 @@ def test_progress_bar_counts_parallel_refits(diabetes, monkeypatch):
     lds_ground_truth(scorer, Xq, yq, n_subsets=5, random_state=0, n_jobs=2)
     assert (bars[1].desc, bars[1].total, bars[1].disable) == ("LDS retrains", 5, True)
     assert sum(bars[1].steps) == 5
+
+
+def test_threading_backend_keeps_the_callers_global_generator():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:150, :5] / X[:150, :5].std(axis=0)
+    y = y[:150]
+    scorer = InfluenceScorer(LogisticRegression(tol=1e-10)).fit(X, y)
+    sequential = loo_change(scorer, X[:2], y[:2], range(20), n_jobs=1)
+    for _ in range(3):
+        np.random.seed(123)  # noqa: NPY002
+        before = np.random.get_state()[1].copy()  # noqa: NPY002
+        with parallel_config(backend="threading", n_jobs=2):
+            threaded = loo_change(scorer, X[:2], y[:2], range(20))
+        after = np.random.get_state()[1]  # noqa: NPY002
+        assert_array_equal(before, after)
+        assert_array_equal(threaded, sequential)

@@ -362,3 +362,66 @@ def test_lowrank_basis_refused_over_budget(data, model):
         InfluenceScorer(
             model, curvature=LowRankCurvature(rank=5), memory_budget=1500
         ).fit(X, y)
+
+
+# -- n_jobs: the same blocks, the same numbers -----------------------------------
+
+
+@pytest.mark.parametrize("curvature", ["exact", "cg"])
+def test_n_jobs_under_a_budget_gives_the_sequential_numbers(data, model, curvature):
+    # blocks are sized from the whole budget whatever n_jobs is
+    X, y, Xq, yq = data
+    runs = [
+        InfluenceScorer(
+            model, curvature=curvature, memory_budget="200kB", n_jobs=n_jobs
+        ).fit(X, y)
+        for n_jobs in (None, 2)
+    ]
+    np.testing.assert_array_equal(runs[0].influence(Xq, yq), runs[1].influence(Xq, yq))
+    np.testing.assert_array_equal(runs[0].self_influence_, runs[1].self_influence_)
+
+
+def test_many_jobs_without_a_budget_are_not_refused():
+    # no budget was set: n_jobs must not shrink the default block (256 MiB)
+    # into a refusal; one CG right-hand side here takes ~0.6 MB, over
+    # 256 MiB / 512
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((7000, 3))
+    y = rng.integers(0, 5, 7000)
+    model = LogisticRegression(tol=1e-8).fit(X, y)
+    s = InfluenceScorer(model, curvature="cg", n_jobs=512).fit(X, y)
+    ref = InfluenceScorer(model, curvature="cg").fit(X, y)
+    np.testing.assert_array_equal(
+        s.influence(X[:2], y[:2]), ref.influence(X[:2], y[:2])
+    )
+
+
+def test_lissa_with_a_random_state_instance_is_thread_safe(data, model):
+    from skinfluence.curvature import LiSSACurvature
+
+    X, y, Xq, yq = data
+    results = []
+    for n_jobs in (None, 2, 2):
+        s = InfluenceScorer(
+            model,
+            curvature=LiSSACurvature(depth=50),
+            random_state=np.random.RandomState(0),
+            batch_size=7,
+            damping=0.01,
+            n_jobs=n_jobs,
+        ).fit(X, y)
+        results.append(s.influence(Xq, yq))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_worker_threads_see_the_callers_budget():
+    from skinfluence.utils._chunks import (
+        context_budget,
+        map_blocks,
+        memory_budget_context,
+    )
+
+    with memory_budget_context(12345):
+        seen = map_blocks(lambda b: context_budget(), [1, 2, 3, 4], n_jobs=2)
+    assert seen == [12345] * 4

@@ -469,3 +469,24 @@ def test_auto_curvature_over_the_budget_takes_cg_and_the_sketch():
     assert type(scorer.curvature_).__name__ == "CGCurvature"
     assert scorer.self_influence_method_ == "sketch"
     assert scorer.self_influence_.shape == (600,)
+
+
+def test_sampler_stays_inside_the_memory_budget():
+    import tracemalloc
+
+    from skinfluence.utils._chunks import memory_budget_context
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 30))
+    y = rng.integers(0, 10, 5000)
+    adapter = make_adapter(LogisticRegression(max_iter=200).fit(X, y), X, y)
+    budget = 1_500_000  # the output Hessians alone (n K^2) take 4 MB
+    reference = adapter.curvature_sample(20, random_state=0)
+    tracemalloc.start()
+    with memory_budget_context(budget):
+        Z = adapter.curvature_sample(20, random_state=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * budget
+    # the same draws, whatever the blocks
+    assert_allclose(Z, reference, rtol=1e-12, atol=1e-12)

@@ -30,6 +30,8 @@ def rows_of(X: Any, indices: ArrayLike) -> NDArray:
     indices = np.asarray(indices, dtype=np.intp)
     if hasattr(X, "iloc"):
         return np.asarray(X.iloc[indices], dtype=float)
+    if hasattr(X, "toarray"):  # scipy.sparse
+        return np.asarray(X[indices].toarray(), dtype=float)
     return np.asarray(np.asarray(X)[indices], dtype=float)
 
 

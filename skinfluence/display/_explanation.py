@@ -19,7 +19,7 @@ from ._common import (
 
 _AXIS_LABEL = {
     "loss": "Support for the query's label (influence S)",
-    "prediction": "Support for the predicted class (-S, target='prediction')",
+    "prediction": "Support for the prediction (-S, target='prediction')",
 }
 
 
@@ -172,7 +172,7 @@ n_features), default=None
         display : ExplanationDisplay
         """
         check_is_fitted(estimator)
-        n_query = len(X) if hasattr(X, "__len__") else np.shape(X)[0]
+        n_query = X.shape[0] if hasattr(X, "shape") else len(X)
         if n_query != 1:
             raise ValueError(
                 f"X must hold one query row; got {n_query}. Pass X[[j]] (a 2-D "
@@ -180,10 +180,11 @@ n_features), default=None
             )
         n_fit = estimator.n_samples_fit_
         for name, arr in (("X_train", X_train), ("y_train", y_train)):
-            if arr is not None and len(arr) != n_fit:
+            n_arr = None if arr is None else np.shape(arr)[0]
+            if n_arr is not None and n_arr != n_fit:
                 raise ValueError(
                     f"{name} must be the data the scorer was fitted on, with "
-                    f"{n_fit} rows; got {len(arr)}."
+                    f"{n_fit} rows; got {n_arr}."
                 )
         if image_shape is not None and X_train is None:
             raise ValueError(
@@ -343,7 +344,7 @@ n_features), default=None
             + (
                 "score: support for the label"
                 if self.target == "loss"
-                else "score: support for the predicted class"
+                else "score: support for the prediction"
             ),
             fontsize=8,
         )

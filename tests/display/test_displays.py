@@ -84,7 +84,7 @@ def test_explanation_bars_are_the_explained_scores(ridge):
     again = ExplanationDisplay.from_estimator(
         scorer, Xq.iloc[[0]], target="prediction", ax=ax
     )
-    assert again.ax_ is ax and "predicted" in ax.get_xlabel()
+    assert again.ax_ is ax and "prediction" in ax.get_xlabel()
 
 
 def test_explanation_thumbnails_show_the_rows(digits):
@@ -105,6 +105,22 @@ def test_explanation_thumbnails_show_the_rows(digits):
     assert f"label {yq[3]}" in disp.query_ax_.get_title()
     assert disp.helpful_axes_[0].get_ylabel() == "helpful"
     assert not disp.ax_.axison
+    # sparse rows draw the same thumbnails
+    from scipy import sparse
+
+    sparse_scorer = InfluenceScorer(scorer.estimator).fit(sparse.csr_matrix(X), y)
+    disp = ExplanationDisplay.from_estimator(
+        sparse_scorer,
+        sparse.csr_matrix(Xq[[3]]),
+        yq[[3]],
+        X_train=sparse.csr_matrix(X),
+        k=3,
+        image_shape=(8, 8),
+    )
+    i = sparse_scorer.explain(sparse.csr_matrix(Xq[[3]]), yq[[3]], k=3).helpful_indices
+    assert_array_equal(
+        disp.helpful_axes_[0].images[0].get_array(), X[i[0, 0]].reshape(8, 8)
+    )
 
 
 def test_explanation_refusals(digits):

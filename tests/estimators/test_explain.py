@@ -30,7 +30,14 @@ def _full_topk(S, k):
 
 @pytest.mark.parametrize("target", ["loss", "prediction"])
 @pytest.mark.parametrize(
-    "params", [{}, {"batch_size": 7}, {"memory_budget": 320_000}, {"n_jobs": 2}]
+    "params",
+    [
+        {},
+        {"batch_size": 7},
+        {"memory_budget": 320_000},
+        {"n_jobs": 2},
+        {"train_gradient": "total", "batch_size": 50},
+    ],
 )
 def test_streamed_topk_equals_the_full_matrix(digits, target, params):
     scorer, X, y, Xq, yq = digits
@@ -90,6 +97,20 @@ def test_memory_is_bounded_by_k_and_one_block():
     assert peak < 4e6, peak  # the matrix: 50 * 40,000 * 8 = 16e6 bytes
     S = scorer.influence(Xq[:5], yq[:5])
     assert_array_equal(why.helpful_indices[:5], _full_topk(S, 3)[0])
+
+
+def test_sparse_features_equal_the_full_matrix():
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = make_classification(n_samples=200, n_features=30, random_state=1)
+    X[np.abs(X) < 1.0] = 0.0
+    Xs = sp.csr_matrix(X)
+    lr = LogisticRegression(tol=1e-10, max_iter=5000)
+    scorer = InfluenceScorer(lr, batch_size=16).fit(Xs, y)
+    S = scorer.influence(Xs[:4], y[:4])
+    why = scorer.explain(Xs[:4], y[:4], k=5)
+    top, bottom = _full_topk(S, 5)
+    assert_array_equal(why.helpful_indices, top)
+    assert_array_equal(why.harmful_indices, bottom)
 
 
 def test_regressor_and_dataframe_rows():

@@ -9,7 +9,10 @@ A logistic regression on scikit-learn's 8x8 digits gets a test digit wrong.
 support the query's true label (removing them would raise its loss) and the
 five that most oppose it; :class:`~skinfluence.display.ExplanationDisplay`
 draws them as thumbnails.  :class:`~skinfluence.display.FidelityDisplay`
-then checks the scores against actual leave-one-out refits.
+then checks the scores against actual leave-one-out refits, and
+:class:`~skinfluence.display.LabelIssuesDisplay` shows which training labels
+a :class:`~skinfluence.NoisyLabelDetector` finds wrong after 5 % of them
+are flipped.
 """
 
 # %%
@@ -19,8 +22,13 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from skinfluence import InfluenceScorer
-from skinfluence.display import ExplanationDisplay, FidelityDisplay
+from skinfluence import InfluenceScorer, NoisyLabelDetector
+from skinfluence.datasets import inject_label_noise
+from skinfluence.display import (
+    ExplanationDisplay,
+    FidelityDisplay,
+    LabelIssuesDisplay,
+)
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
@@ -60,6 +68,16 @@ print("their labels", y_train[behind.helpful_indices[0]])
 # against 15 actual refits.
 fid = FidelityDisplay.from_estimator(scorer, X_test[[j]], y_test[[j]], n_rows=15)
 print(f"Pearson {fid.pearson_:.3f}, Spearman {fid.spearman_:.3f}")
+
+# %%
+# Which labels are wrong: flip 5 % of the training labels, flag as many
+# rows, and show the most suspicious ones with the label they were given.
+y_noisy, flipped = inject_label_noise(y_train, 0.05, random_state=0)
+detector = NoisyLabelDetector(model, contamination=0.05).fit(X_train, y_noisy)
+print(f"flagged rows that were flipped: {flipped[detector.noisy_mask_].mean():.0%}")
+issues = LabelIssuesDisplay.from_estimator(
+    detector, X_train, y_noisy, max_rows=10, image_shape=(8, 8)
+)
 
 out = Path("build") / "explain_digit.png"
 out.parent.mkdir(exist_ok=True)

@@ -19,6 +19,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils import (
+    Bunch,
     TransformerTags,
     check_array,
     check_consistent_length,
@@ -47,6 +48,7 @@ from ..influence import (
     self_influence_result,
     self_prediction_influence,
     stationarity,
+    top_influence,
     tracin_pairwise,
     warn_if_not_stationary,
 )
@@ -726,6 +728,95 @@ class InfluenceScorer(
                 n_jobs=self.n_jobs,
             )
         return self._to_rows(S)
+
+    @_in_budget
+    def explain(self, X, y=None, *, k=5, target="loss"):
+        """The ``k`` training rows that most support and most oppose each query.
+
+        Streamed: the query gradients are solved once and the training
+        gradients are walked in blocks (sized by ``memory_budget`` and
+        ``batch_size``), keeping a running top-``k`` per query, so memory is
+        ``O(n_query * k)`` plus one block and the ``(n_query, n_train_)``
+        matrix of :meth:`influence` is never formed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_query, n_features)
+            Query inputs.
+        y : array-like of shape (n_query,), default=None
+            Query targets; required for ``target="loss"``.
+        k : int, default=5
+            Rows per side, at most the number of training rows.
+        target : {"loss", "prediction"}, default="loss"
+            What a row supports.  ``"loss"``: the query's label (its removal
+            would raise the query's loss: ``influence(X, y)[j, i] > 0``).
+            ``"prediction"``: the class the model predicts for the query
+            (classifiers; for a regressor, a higher prediction): its removal
+            would lower the predicted log-probability of that class, i.e.
+            ``influence(X, target="prediction")[j, i] < 0``.
+
+        Returns
+        -------
+        explanation : sklearn.utils.Bunch
+            With arrays of shape ``(n_query, k)``:
+
+            - ``helpful_indices``: rows of the ``X`` passed to ``fit``
+              (``X_train[idx]``, ``df.iloc[idx]``) by decreasing support;
+            - ``helpful_scores``: their support, ``S`` for ``"loss"`` and
+              ``-S`` for ``"prediction"`` with ``S`` as in :meth:`influence`
+              (removing the row moves ``f`` by about ``S / n_train_``);
+            - ``harmful_indices``: the rows of least support (most opposing
+              first);
+            - ``harmful_scores``: their support, increasing;
+
+            and ``target``.  Ties are broken by the lower row.  Rows a
+            skorch ``train_split`` held out of training never appear.  A
+            side lists ``k`` rows whatever their sign: the helpful side of a
+            query that every row opposes has negative scores.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skinfluence import InfluenceScorer
+        >>> X, y = load_digits(n_class=3, return_X_y=True)
+        >>> scorer = InfluenceScorer(LogisticRegression(max_iter=2000))
+        >>> scorer = scorer.fit(X[:300] / 16, y[:300])
+        >>> why = scorer.explain(X[300:302] / 16, y[300:302], k=3)
+        >>> why.helpful_indices.shape
+        (2, 3)
+        >>> bool((y[why.helpful_indices[0]] == y[300]).all())  # same digit
+        True
+        """
+        self._check_query(X, y, target)
+        n = len(self.train_indices_)
+        if not (isinstance(k, Integral) and not isinstance(k, bool) and 1 <= k <= n):
+            raise ValueError(
+                f"k must be an integer between 1 and the number of training rows "
+                f"({n}); got {k!r}. Ask for fewer rows."
+            )
+        top_i, top_v, low_i, low_v = top_influence(
+            self.adapter_,
+            self.curvature_,
+            X,
+            y,
+            k=int(k),
+            target=target,
+            sign=1.0 if target == "loss" else -1.0,
+            train_gradient=self.train_gradient_,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+            memory_budget=self.memory_budget_,
+            n_jobs=self.n_jobs,
+        )
+        rows = self.train_indices_
+        return Bunch(
+            helpful_indices=rows[top_i],
+            helpful_scores=top_v,
+            harmful_indices=rows[low_i],
+            harmful_scores=low_v,
+            target=target,
+        )
 
     def _check_query(self, X, y, target):
         check_is_fitted(self)

@@ -27,6 +27,7 @@ from ._core import (
     stationarity,
     warn_if_not_stationary,
 )
+from ._explain import top_influence
 from ._newton import (
     newton_pairwise,
     newton_parameter_change,
@@ -80,6 +81,7 @@ __all__ = [
     "optimum_error",
     "stationarity",
     "tracin_pairwise",
+    "top_influence",
     "tracin_self_influence",
     "validation_minimum_label_scores",
     "validation_minimum_scores",

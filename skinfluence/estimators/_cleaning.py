@@ -1221,7 +1221,12 @@ class CleanedClassifier(ClassifierMixin, _Cleaned):
         Cloned; ``None`` means ``NoisyLabelDetector()``.  A default is
         reachable as any sub-estimator: ``set_params`` (and so
         ``GridSearchCV``) given ``cleaner__contamination`` or
-        ``estimator__C`` puts the default in place of ``None`` first.
+        ``estimator__C`` puts the default in place of ``None`` first.  A
+        cleaner with a ``refit`` parameter (ours) gets ``refit=False``: its
+        own refit on the cleaned rows would duplicate ``estimator_``.  A
+        ``Relabeler()`` (method ``"auto"``, i.e. VM) needs ``X_val`` and
+        ``y_val`` routed to it (metadata routing, below), or pass
+        ``Relabeler(method="label_influence")``.
     memory_budget : int, str or None, default=None
         Passed to the cleaner when it takes it (:class:`NoisyLabelDetector`,
         :class:`Relabeler`) and not ``None``: bytes (or ``"2GB"``) any one

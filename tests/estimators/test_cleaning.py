@@ -113,9 +113,13 @@ def test_vm_relabeler_recovers_most_true_labels(noisy_digits):
 def test_cleaned_classifier_beats_the_noisy_model(noisy_digits):
     Xtr, _, y_noisy, _, _, _, Xte, yte = noisy_digits
     noisy = LR.fit(Xtr, y_noisy).score(Xte, yte)
-    cleaned = CleanedClassifier(LR, NoisyLabelDetector(LR)).fit(Xtr, y_noisy)
+    cleaner = NoisyLabelDetector(LR)
+    cleaned = CleanedClassifier(LR, cleaner).fit(Xtr, y_noisy)
     assert cleaned.score(Xte, yte) > noisy + 0.01
     assert cleaned.estimator_ is not LR and cleaned.cleaner_.noisy_mask_.any()
+    # the cleaner's own refit would duplicate estimator_: skipped on the clone
+    assert not hasattr(cleaned.cleaner_, "cleaned_estimator_")
+    assert cleaner.refit is True
 
 
 def test_grid_search_over_the_cleaner_in_a_pipeline(noisy_digits):

@@ -803,10 +803,11 @@ class Relabeler(_InfluenceCleaner):
     >>> from skinfluence import Relabeler
     >>> from skinfluence.datasets import inject_label_noise
     >>> X, y = load_digits(n_class=3, return_X_y=True)
-    >>> X_train, y_train, X_val, y_val = X[:300], y[:300], X[300:], y[300:]
+    >>> X_train, y_train, X_val, y_val = X[:300], y[:300], X[300:420], y[300:420]
+    >>> X_test, y_test = X[420:], y[420:]
     >>> y_noisy, flipped = inject_label_noise(y_train, 0.1, random_state=0)
     >>> model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
-    >>> relabeler = Relabeler(model, max_fraction=0.1).fit(
+    >>> relabeler = Relabeler(model, max_fraction=0.1, random_state=0).fit(
     ...     X_train, y_noisy, X_val=X_val, y_val=y_val
     ... )
     >>> int(relabeler.relabeled_mask_.sum()) <= 30  # at most max_fraction
@@ -816,7 +817,9 @@ class Relabeler(_InfluenceCleaner):
     >>> fixed = relabeler.y_relabeled_  # suggested labels, the rest unchanged
     >>> bool(np.mean(fixed == y_train) > np.mean(y_noisy == y_train))
     True
-    >>> accuracy = relabeler.score(X_val, y_val)  # the model refitted on fixed
+    >>> accuracy = relabeler.score(X_test, y_test)  # model refitted on `fixed`
+    >>> bool(accuracy >= model.fit(X_train, y_noisy).score(X_test, y_test))
+    True
     """
 
     _parameter_constraints: dict = {

@@ -671,8 +671,8 @@ row(
     Error(ValueError, "method='auto'.*X_val and y_val.*method='label_influence'"),
 )(lambda: Relabeler(_lr()).fit(X0, y0))
 row(
-    "relabeler-default-is-vm-with-val",
-    Result(lambda r: r.method_ == "vm" or pytest.fail(r.method_)),
+    "relabeler-default-is-fvm-with-val",
+    Result(lambda r: r.method_ == "fvm" or pytest.fail(r.method_)),
 )(lambda: Relabeler(_lr(), random_state=0).fit(X0, y0, X_val=Xv0, y_val=yv0))
 row(
     "relabeler-label-influence-without-val",

@@ -666,11 +666,23 @@ row("detector-unfitted", Error(NotFittedError, "not fitted"))(
 # --------------------------------------------------------------------------
 # Relabeler
 # --------------------------------------------------------------------------
-row("relabeler-without-val", Warn(UserWarning, "no validation set.*X_val"))(
-    lambda: Relabeler(_lr()).fit(X0, y0)
+row(
+    "relabeler-default-without-val",
+    Error(ValueError, "method='auto'.*X_val and y_val.*method='label_influence'"),
+)(lambda: Relabeler(_lr()).fit(X0, y0))
+row(
+    "relabeler-default-is-fvm-with-val",
+    Result(lambda r: r.method_ == "fvm" or pytest.fail(r.method_)),
+)(lambda: Relabeler(_lr(), random_state=0).fit(X0, y0, X_val=Xv0, y_val=yv0))
+row(
+    "relabeler-label-influence-without-val",
+    Warn(UserWarning, "no validation set.*X_val"),
+)(lambda: Relabeler(_lr(), method="label_influence").fit(X0, y0))
+row("relabeler-regressor-without-val", Error(ValueError, "classifier"))(
+    lambda: Relabeler(Ridge()).fit(Xr0, yr0)
 )
 row("relabeler-regressor", Error(ValueError, "classifier"))(
-    lambda: Relabeler(Ridge()).fit(Xr0, yr0)
+    lambda: Relabeler(Ridge(), method="label_influence").fit(Xr0, yr0)
 )
 row("relabeler-max-fraction-too-large", Error(ValueError, "max_fraction"))(
     lambda: Relabeler(_lr(), max_fraction=1.5).fit(X0, y0, X_val=Xv0, y_val=yv0)
@@ -704,7 +716,25 @@ row(
         )
     ),
 )(
-    lambda: Relabeler(_lr(), max_fraction=0.1).fit(
+    lambda: Relabeler(_lr(), method="label_influence", max_fraction=0.1).fit(
+        Xf,
+        yf,
+        X_val=Xf[np.setdiff1d(np.arange(80), flips)][:40],
+        y_val=(Xf[:, 0] + Xf[:, 1] > 0).astype(int)[np.setdiff1d(np.arange(80), flips)][
+            :40
+        ],
+    )
+)
+row(
+    "relabeler-default-fixes-every-known-flip",
+    Result(
+        lambda r: (
+            set(flips) <= set(np.flatnonzero(r.relabeled_mask_))
+            or pytest.fail(str(np.flatnonzero(r.relabeled_mask_)))
+        )
+    ),
+)(
+    lambda: Relabeler(_lr(), max_fraction=0.1, random_state=0).fit(
         Xf,
         yf,
         X_val=Xf[np.setdiff1d(np.arange(80), flips)][:40],

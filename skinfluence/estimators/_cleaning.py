@@ -14,6 +14,7 @@ from sklearn.base import (
     MetaEstimatorMixin,
     RegressorMixin,
     clone,
+    is_regressor,
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -31,6 +32,7 @@ from ..exceptions import NotAtOptimumWarning
 from ..influence import (
     influence_on_mean_loss,
     label_change_on_mean_loss,
+    mean_loss_solution,
     stationarity,
     tracin_self_influence,
     validation_minimum_label_scores,
@@ -53,6 +55,7 @@ from ._influence_scorer import (
     InfluenceScorer,
     _accepts_memory_budget,
     _check_sample_weight,
+    _fit_weighted,
 )
 
 _COMMON = {
@@ -70,6 +73,7 @@ _COMMON = {
         Interval(Integral, 1, None, closed="left"),
         None,
     ],
+    "refit": ["boolean"],
 }
 
 
@@ -123,17 +127,23 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
     def _defaults(self):
         return {"estimator": LogisticRegression, "finetune": Finetuner}
 
+    def _estimator(self):
+        return LogisticRegression() if self.estimator is None else self.estimator
+
     def _fit_scorer(self, X, y, sample_weight):
         # a refit must not keep the last fit's VM/FVM state or feature info
         for stale in (
             "finetune_info_",
             "validation_curvature_",
+            "_validation_adapter",
+            "_validation_solution",
+            "cleaned_estimator_",
             "n_features_in_",
             "feature_names_in_",
         ):
             self.__dict__.pop(stale, None)
-        estimator = LogisticRegression() if self.estimator is None else self.estimator
-        free = self.method in _NO_TRAIN_CURVATURE
+        estimator = self._estimator()
+        free = self.method_ in _NO_TRAIN_CURVATURE
         scorer = InfluenceScorer(
             estimator,
             curvature="identity" if free else self.curvature,
@@ -175,7 +185,7 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
         """Fine-tune on the validation set; fit its curvature there (VM/FVM)."""
         if X_val is None or y_val is None:
             raise ValueError(
-                f"method={self.method!r} needs a trusted validation set: pass "
+                f"method={self.method_!r} needs a trusted validation set: pass "
                 "X_val and y_val to fit (routed as metadata inside a "
                 "CleanedClassifier)."
             )
@@ -185,7 +195,7 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
             self.scorer_.adapter_,
             Xv,
             np.asarray(yv),
-            flat=self.method == "fvm",
+            flat=self.method_ == "fvm",
             random_state=self.random_state,
             verbose=self.verbose,
         )
@@ -214,7 +224,114 @@ class _InfluenceCleaner(_ReachableDefaults, BaseEstimator):
             )
         self.finetune_info_ = info
         self.validation_curvature_ = backend
+        self._validation_adapter = adapter
         return adapter, backend
+
+    def _fit_cleaned_estimator(self, X, y, sample_weight):
+        """``cleaned_estimator_``: a clone of the model refitted on the cleaned
+        rows (``sample_indices_``, labels ``_resampled_y``), weights following."""
+        if not self.refit:
+            return
+        keep = self.sample_indices_
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)[keep]
+        self.cleaned_estimator_ = _fit_weighted(
+            clone(self._estimator()),
+            _safe_indexing(X, keep),
+            self._resampled_y(y),
+            sample_weight,
+        )
+
+    def score(self, X, y, sample_weight=None):
+        """The model's own score on ``(X, y)`` after training on the cleaned rows.
+
+        ``cleaned_estimator_`` (a clone of ``estimator`` refitted at ``fit`` on
+        what ``fit_resample`` returns: the unflagged rows for a detector,
+        every row with its suggested label for a relabeler) scores held-out
+        data, so ``GridSearchCV`` over ``contamination``, ``method`` or
+        ``damping`` picks the cleaning that helps unseen data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Held-out rows, as the model takes them.
+        y : array-like of shape (n_samples,)
+            Their (trusted) labels or targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Passed to the model's ``score`` when given.
+
+        Returns
+        -------
+        score : float
+            Accuracy for classifiers, R^2 for regressors (the model's
+            ``score``), higher is better.
+        """
+        check_is_fitted(self)
+        if not hasattr(self, "cleaned_estimator_"):
+            raise ValueError(
+                f"{type(self).__name__} was fitted with refit=False, so no model "
+                "was trained on the cleaned rows to score; set refit=True (the "
+                "default) and fit again."
+            )
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return self.cleaned_estimator_.score(X, y, **extra)
+
+    def score_samples(self, X, y):
+        """How normal each labelled row looks to the fitted cleaner.
+
+        The negated suspicion of ``method_`` computed for the given rows
+        under the fitted model (no refit): higher = more normal, lower = more
+        likely mislabelled, the orientation of scikit-learn's outlier
+        detectors.  The rows are scored as fresh rows of unit weight, so on
+        the (unweighted) training rows it is ``-scores_``
+        (:class:`NoisyLabelDetector`) or ``-suspicion_``
+        (:class:`Relabeler`), up to the error of a sketched self-influence
+        (``scorer_.self_influence_method_ == "sketch"``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A fresh batch, as the model takes it.
+        y : array-like of shape (n_samples,)
+            Its labels (targets for a regressor), the thing being rated: a
+            row has no suspicion without one.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__}.score_samples rates labelled rows (how "
+                "likely the label is wrong), so it needs y; pass the labels."
+            )
+        X = _row_indexable(X)
+        # the feature count and names must be the fit's
+        validate_data(self.scorer_, X, skip_check_array=True, reset=False)
+        y = np.asarray(y)
+        check_consistent_length(X, y)
+        with memory_budget_context(self.scorer_.memory_budget_):
+            return -np.asarray(self._suspicion(X, y), dtype=float)
+
+    def _self_influence_of(self, X, y):
+        """``g^T (H + damping I)^{-1} g`` of the given rows at the fitted model."""
+        scorer = self.scorer_
+        # the quadratic form of each row's loss gradient, the training
+        # objective's curvature and adapter standing in for the validation one
+        return validation_minimum_scores(
+            scorer.adapter_, scorer.curvature_, X, y, verbose=self.verbose
+        )
+
+    def _validation_minimum_of(self, X, y):
+        """The VM/FVM score of the given rows at the validation minimum."""
+        return validation_minimum_scores(
+            self._validation_adapter,
+            self.validation_curvature_,
+            X,
+            y,
+            verbose=self.verbose,
+        )
 
     def fit_resample(self, X, y, sample_weight=None, **fit_params):
         """Fit, then return the cleaned training set.
@@ -304,6 +421,12 @@ class NoisyLabelDetector(_InfluenceCleaner):
         scikit-learn models the L2 term keeps ``C``/``alpha`` per sample sum
         (so it is ``n_train / n_val`` times stronger on the mean scale), for
         torch nets weight decay keeps its mean-loss scale.
+    refit : bool, default=True
+        Also fit a clone of ``estimator`` on the kept rows at ``fit``
+        (``cleaned_estimator_``), which :meth:`score` needs; ``False`` saves
+        that fit (a :class:`~skinfluence.CleanedClassifier` does its own).
+        A ``FrozenEstimator`` is not refitted by it, so its score ignores the
+        cleaning.
     random_state, verbose
         As :class:`~skinfluence.InfluenceScorer`; ``random_state`` also seeds
         the fine-tuning.
@@ -319,6 +442,8 @@ class NoisyLabelDetector(_InfluenceCleaner):
 
     Attributes
     ----------
+    method_ : str
+        The method used (``method``).
     scores_ : ndarray of shape (n_samples,)
         Higher = more suspicious.
     ranking_ : ndarray of shape (n_samples,)
@@ -337,6 +462,9 @@ class NoisyLabelDetector(_InfluenceCleaner):
         fine-tuning and the final gradient norm of the validation objective.
     validation_curvature_ : CurvatureBackend
         ``"vm"``/``"fvm"`` only: the curvature fitted at the validation minimum.
+    cleaned_estimator_ : estimator
+        ``refit=True`` only: a clone of ``estimator`` fitted on the kept rows
+        (with their weights); :meth:`score` is its score.
     classes_ : ndarray (classifiers)
     n_features_in_ : int
 
@@ -344,6 +472,19 @@ class NoisyLabelDetector(_InfluenceCleaner):
     -----
     ``fit_predict`` returns -1 for flagged points and +1 otherwise, as outlier
     detectors do, but this is not an outlier detector: it needs ``y``.
+    :meth:`score_samples` likewise takes ``y`` and has the outlier
+    detectors' orientation (higher = more normal, ``-scores_`` on the
+    training rows), and :meth:`score` is the model's held-out score after
+    training on the kept rows, so ``GridSearchCV`` over ``contamination``,
+    ``method`` or ``damping`` ranks the cleanings by what they do to unseen
+    data.
+
+    There is no ``transform``: cleaning drops training rows, which a
+    ``Pipeline`` transformer cannot do (it must return one row per input,
+    and it would also be applied at prediction time, to unlabelled rows).
+    Clean inside :class:`~skinfluence.CleanedClassifier` (or an
+    imbalanced-learn pipeline, through ``fit_resample``); per-row scores of
+    new labelled rows come from :meth:`score_samples`.
 
     **Sample weights.**  With ``sample_weight`` the model is fitted to the
     weighted objective ``(1/n) sum_i w_i loss_i + penalty`` and every score is
@@ -378,6 +519,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
@@ -396,6 +538,19 @@ class NoisyLabelDetector(_InfluenceCleaner):
     True
     >>> sorted(set(detector.fit_predict(X, y_noisy).tolist()))  # -1: flagged
     [-1, 1]
+
+    Tune the share dropped by the model's accuracy on held-out folds
+    (:meth:`score`: the model refitted on the kept rows):
+
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> search = GridSearchCV(
+    ...     NoisyLabelDetector(model), {"contamination": [0.02, 0.1]}, cv=2
+    ... ).fit(X, y_noisy)
+    >>> search.best_params_
+    {'contamination': 0.1}
+    >>> normality = detector.score_samples(X[:5], y_noisy[:5])  # higher: normal
+    >>> bool(np.allclose(normality, -detector.scores_[:5]))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -421,6 +576,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         damping=0.0,
         contamination="auto",
         finetune=None,
+        refit=True,
         random_state=None,
         verbose=0,
         dtype=None,
@@ -436,6 +592,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         self.damping = damping
         self.contamination = contamination
         self.finetune = finetune
+        self.refit = refit
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
@@ -466,6 +623,7 @@ class NoisyLabelDetector(_InfluenceCleaner):
         """
         X, y = _row_indexable(X), _row_indexable(y)
         w = _weights(sample_weight, X)
+        self.method_ = self.method
         scorer = self._fit_scorer(X, y, sample_weight)
         a, backend = scorer.adapter_, scorer.curvature_
         if self.method == "self_influence":
@@ -488,7 +646,10 @@ class NoisyLabelDetector(_InfluenceCleaner):
                     "method='self_influence'."
                 )
             Xv, yv = self._validation_set(X, y, X_val, y_val)
-            scores = -influence_on_mean_loss(a, backend, Xv, yv)
+            self._validation_solution = mean_loss_solution(a, backend, Xv, yv)
+            scores = -influence_on_mean_loss(
+                a, backend, Xv, yv, solution=self._validation_solution
+            )
         self.scores_ = np.asarray(scores, dtype=float)
         self.ranking_ = np.argsort(-self.scores_, kind="stable")
         # a row of zero weight is not in the fit: never flagged, not counted
@@ -503,7 +664,28 @@ class NoisyLabelDetector(_InfluenceCleaner):
             self.noisy_mask_[order[:k]] = True
             self.threshold_ = float(self.scores_[order[k - 1]]) if k else float("inf")
         self.sample_indices_ = np.flatnonzero(~self.noisy_mask_)
+        self._fit_cleaned_estimator(X, y, sample_weight)
         return self
+
+    def _suspicion(self, X, y):
+        """``scores_``'s definition for the given rows (unit weight)."""
+        a = self.scorer_.adapter_
+        if self.method_ == "self_influence":
+            return self._self_influence_of(X, y)
+        if self.method_ == "loss":
+            return a.loss(X, y)
+        if self.method_ == "tracin":
+            return tracin_self_influence(a, X, y, verbose=self.verbose)
+        if self.method_ in ("vm", "fvm"):
+            return self._validation_minimum_of(X, y)
+        return -influence_on_mean_loss(
+            a,
+            self.scorer_.curvature_,
+            None,
+            None,
+            solution=self._validation_solution,
+            rows=(X, y),
+        )
 
     def fit_predict(self, X, y, sample_weight=None, **fit_params):
         """-1 for flagged points, +1 for the rest.
@@ -531,6 +713,14 @@ class NoisyLabelDetector(_InfluenceCleaner):
 class Relabeler(_InfluenceCleaner):
     """Suggest corrected labels: the change that most lowers a validation loss.
 
+    ``method="auto"`` (the default) is ``"fvm"`` and needs a trusted
+    validation set ``(X_val, y_val)``: on ``benchmarks/noisy_labels.py``
+    (digits, 20-40 % flipped) it put the true label back on more flipped
+    digits than ``"vm"`` and far more than label-change influence, and its
+    labels gave the best test accuracy (see Notes).  Without a validation
+    set ``"auto"`` refuses (``ValueError``); pass
+    ``method="label_influence"`` to relabel without one.
+
     ``method="label_influence"``: for every training point and every
     alternative class, label-change influence predicts the change of the mean
     loss on the trusted validation set ``(X_val, y_val)``.  Without one the
@@ -554,9 +744,13 @@ class Relabeler(_InfluenceCleaner):
     ----------
     estimator : classifier, default=None
         ``None`` means ``LogisticRegression()``.
-    method : {"label_influence", "vm", "fvm"}, default="label_influence"
-    curvature, damping, finetune, random_state, verbose, dtype, device
-        As :class:`NoisyLabelDetector`.
+    method : {"auto", "label_influence", "vm", "fvm"}, default="auto"
+        ``"auto"``: ``"fvm"``, which needs ``X_val``/``y_val`` (``fit``
+        raises ``ValueError`` without them, naming the alternative);
+        ``method_`` records the method used.
+    curvature, damping, finetune, refit, random_state, verbose, dtype, device
+        As :class:`NoisyLabelDetector` (``refit``: the relabelled training
+        set is what ``cleaned_estimator_`` is fitted on).
     memory_budget, n_jobs
         As :class:`NoisyLabelDetector`.
     max_fraction : float in (0, 1], default=0.1
@@ -564,6 +758,8 @@ class Relabeler(_InfluenceCleaner):
 
     Attributes
     ----------
+    method_ : str
+        The method used: ``method``, or ``"fvm"`` for ``"auto"``.
     y_relabeled_ : ndarray of shape (n_samples,)
     relabeled_mask_ : ndarray of bool of shape (n_samples,)
     relabel_gain_ : ndarray of shape (n_samples,)
@@ -581,8 +777,43 @@ class Relabeler(_InfluenceCleaner):
     scorer_ : InfluenceScorer
     finetune_info_, validation_curvature_
         ``"vm"``/``"fvm"`` only, as :class:`NoisyLabelDetector`.
+    cleaned_estimator_ : classifier
+        ``refit=True`` only: a clone of ``estimator`` fitted on every row
+        with ``y_relabeled_``; :meth:`score` is its score.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+
+    Notes
+    -----
+    Why ``"fvm"`` is the default: ``benchmarks/noisy_labels.py
+    --relabel-only`` (digits, 60/20/20 split, 20 % and 40 % symmetric flips,
+    the same trusted validation set for every method, ``max_fraction=0.5``)
+    measured the share of flipped digits whose suggested label is the true
+    one, and the test accuracy of the model refitted on the relabelled set
+    (:meth:`score`; the model fitted on the noisy labels in brackets):
+
+    ==========================  ===========  ===========  ===========  ===========
+    model, flips                label_infl.  vm           fvm          test acc.
+    ==========================  ===========  ===========  ===========  ===========
+    logistic regression, 20 %   0.62 / .822  0.97 / .942  0.98 / .950  (.928)
+    logistic regression, 40 %   0.70 / .875  0.96 / .939  0.96 / .950  (.917)
+    memorising MLP, 20 %        0.11 / .431  0.25 / .783  0.85 / .931  (.736)
+    memorising MLP, 40 %        0.36 / .461  0.34 / .675  0.81 / .897  (.539)
+    skorch MLP (Adam), 20 %     0.01 / .461  0.63 / .931  0.95 / .961  (.869)
+    skorch MLP (Adam), 40 %     0.03 / .428  0.77 / .908  0.96 / .956  (.669)
+    ==========================  ===========  ===========  ===========  ===========
+
+    (share restored / test accuracy.)  Label-change influence lowered test
+    accuracy in every setting; FVM raised it in every one and was never
+    behind VM.  The finetuner's settings (radius, steps) were chosen on this
+    benchmark, so tune ``finetune`` on data like yours.
+
+    As for :class:`NoisyLabelDetector`, :meth:`score` is the held-out score
+    of the model trained on the relabelled rows, :meth:`score_samples`
+    (higher = more normal) is ``-suspicion_`` for given labelled rows, and
+    there is no ``transform``: relabelling changes training labels, which a
+    ``Pipeline`` transformer cannot return (use
+    :class:`~skinfluence.CleanedClassifier` or ``fit_resample``).
 
     Examples
     --------
@@ -594,22 +825,28 @@ class Relabeler(_InfluenceCleaner):
     >>> from skinfluence import Relabeler
     >>> from skinfluence.datasets import inject_label_noise
     >>> X, y = load_digits(n_class=3, return_X_y=True)
-    >>> X_train, y_train, X_val, y_val = X[:300], y[:300], X[300:], y[300:]
+    >>> X_train, y_train, X_val, y_val = X[:300], y[:300], X[300:420], y[300:420]
+    >>> X_test, y_test = X[420:], y[420:]
     >>> y_noisy, flipped = inject_label_noise(y_train, 0.1, random_state=0)
     >>> model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
-    >>> relabeler = Relabeler(model, max_fraction=0.1).fit(
+    >>> relabeler = Relabeler(model, max_fraction=0.1, random_state=0).fit(
     ...     X_train, y_noisy, X_val=X_val, y_val=y_val
     ... )
     >>> int(relabeler.relabeled_mask_.sum()) <= 30  # at most max_fraction
     True
+    >>> relabeler.method_  # "auto" with a validation set
+    'fvm'
     >>> fixed = relabeler.y_relabeled_  # suggested labels, the rest unchanged
     >>> bool(np.mean(fixed == y_train) > np.mean(y_noisy == y_train))
+    True
+    >>> accuracy = relabeler.score(X_test, y_test)  # model refitted on `fixed`
+    >>> bool(accuracy >= model.fit(X_train, y_noisy).score(X_test, y_test))
     True
     """
 
     _parameter_constraints: dict = {
         **_COMMON,
-        "method": [StrOptions({"label_influence", "vm", "fvm"})],
+        "method": [StrOptions({"auto", "label_influence", "vm", "fvm"})],
         "max_fraction": [Interval(Real, 0, 1, closed="right")],
     }
 
@@ -617,11 +854,12 @@ class Relabeler(_InfluenceCleaner):
         self,
         estimator=None,
         *,
-        method="label_influence",
+        method="auto",
         curvature="auto",
         damping=0.0,
         max_fraction=0.1,
         finetune=None,
+        refit=True,
         random_state=None,
         verbose=0,
         dtype=None,
@@ -637,6 +875,7 @@ class Relabeler(_InfluenceCleaner):
         self.damping = damping
         self.max_fraction = max_fraction
         self.finetune = finetune
+        self.refit = refit
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
@@ -670,10 +909,11 @@ class Relabeler(_InfluenceCleaner):
         """
         X, y = _row_indexable(X), _row_indexable(y)
         w = _weights(sample_weight, X)
+        self.method_ = self._resolve_method(X_val, y_val)
         scorer = self._fit_scorer(X, y, sample_weight)
         if not scorer.adapter_.is_classifier:
             raise ValueError("Relabeler needs a classifier.")
-        if self.method == "label_influence":
+        if self.method_ == "label_influence":
             if X_val is None and y_val is None:
                 warnings.warn(
                     "Relabeler(method='label_influence') was given no validation "
@@ -713,7 +953,34 @@ class Relabeler(_InfluenceCleaner):
         y_new[chosen] = self.suggested_labels_[chosen]
         self.y_relabeled_ = y_new
         self.sample_indices_ = np.arange(len(R))
+        self._fit_cleaned_estimator(X, y, sample_weight)
         return self
+
+    def _resolve_method(self, X_val, y_val):
+        """``"auto"``: ``"fvm"`` with a validation set, a refusal without one."""
+        if self.method != "auto":
+            return self.method
+        if X_val is None and y_val is None:
+            if is_regressor(self._estimator()):
+                # the more basic refusal first (a classifier is checked after
+                # the fit, by the model's adapter)
+                raise ValueError("Relabeler needs a classifier.")
+            raise ValueError(
+                "Relabeler(method='auto') relabels by 'fvm', which needs a trusted "
+                "validation set: pass X_val and y_val to fit (inside a "
+                "CleanedClassifier, enable metadata routing and "
+                "cleaner.set_fit_request(X_val=True, y_val=True)). Without one, "
+                "choose method='label_influence' explicitly: the training set "
+                "then judges its own labels, which restores far fewer flipped "
+                "labels than 'fvm' (benchmarks/noisy_labels.py)."
+            )
+        return "fvm"
+
+    def _suspicion(self, X, y):
+        """``suspicion_``'s definition for the given rows (unit weight)."""
+        if self.method_ == "label_influence":
+            return self._self_influence_of(X, y)
+        return self._validation_minimum_of(X, y)
 
     def fit_relabel(self, X, y, sample_weight=None, **fit_params):
         """Fit and return ``y_relabeled_``.
@@ -888,6 +1155,9 @@ class _Cleaned(_ReachableDefaults, MetaEstimatorMixin, BaseEstimator):
                 if v is not None and k in accepted
             }
         )
+        if "refit" in accepted:
+            # the cleaner's own refit (for its score) would duplicate estimator_
+            self.cleaner_.set_params(refit=False)
         Xc, yc = self.cleaner_.fit_resample(X, y, **cleaner_params)
         est_params = self._to_kept_rows(est_params, _num_samples(X))
         self.estimator_ = clone(estimator)
@@ -980,7 +1250,12 @@ class CleanedClassifier(ClassifierMixin, _Cleaned):
         Cloned; ``None`` means ``NoisyLabelDetector()``.  A default is
         reachable as any sub-estimator: ``set_params`` (and so
         ``GridSearchCV``) given ``cleaner__contamination`` or
-        ``estimator__C`` puts the default in place of ``None`` first.
+        ``estimator__C`` puts the default in place of ``None`` first.  A
+        cleaner with a ``refit`` parameter (ours) gets ``refit=False``: its
+        own refit on the cleaned rows would duplicate ``estimator_``.  A
+        ``Relabeler()`` (method ``"auto"``, i.e. FVM) needs ``X_val`` and
+        ``y_val`` routed to it (metadata routing, below), or pass
+        ``Relabeler(method="label_influence")``.
     memory_budget : int, str or None, default=None
         Passed to the cleaner when it takes it (:class:`NoisyLabelDetector`,
         :class:`Relabeler`) and not ``None``: bytes (or ``"2GB"``) any one

@@ -365,6 +365,8 @@ class InfluenceScorer(
     See Also
     --------
     skinfluence.evaluation.loo_change : Actual leave-one-out retraining.
+    skinfluence.evaluation.make_loo_scorer : The ``scoring=`` that ranks
+        ``curvature`` and ``damping`` in ``GridSearchCV`` (see :meth:`score`).
 
     Notes
     -----
@@ -1269,6 +1271,17 @@ class InfluenceScorer(
     def score(self, X, y):
         """The wrapped model's ``score`` (accuracy or R^2), nothing invented.
 
+        It does not depend on ``curvature`` or ``damping`` (they change the
+        influence scores, not the model), so ``GridSearchCV`` over them with
+        the default scoring ties every candidate and keeps the first.  Rank
+        them by fidelity to actual leave-one-out retraining instead: pass
+        ``scoring=make_loo_scorer(...)``
+        (:func:`~skinfluence.evaluation.make_loo_scorer`, a few refits per
+        fold).  ``score`` stays the model's own, so that this
+        estimator remains the classifier or regressor it wraps (in a
+        ``Pipeline``, ``cross_val_score`` or a search over the model's own
+        parameters) and a plain ``score`` call costs no refits.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -1277,6 +1290,25 @@ class InfluenceScorer(
         Returns
         -------
         score : float
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.model_selection import GridSearchCV
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from skinfluence import InfluenceScorer
+        >>> from skinfluence.evaluation import make_loo_scorer
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> X, y = StandardScaler().fit_transform(X)[:200], y[:200]
+        >>> search = GridSearchCV(
+        ...     InfluenceScorer(LogisticRegression(tol=1e-10, max_iter=10_000)),
+        ...     {"damping": [1e3, 1e-2]},
+        ...     scoring=make_loo_scorer(10, n_queries=2, random_state=0),
+        ...     cv=2,
+        ... ).fit(X, y)
+        >>> search.best_params_  # large damping loses fidelity to retraining
+        {'damping': 0.01}
         """
         check_is_fitted(self)
         return self.estimator_.score(X, y)

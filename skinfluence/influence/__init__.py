@@ -46,6 +46,7 @@ from ._questions import (
     input_perturbation,
     label_change,
     label_change_on_mean_loss,
+    mean_loss_solution,
     self_prediction_influence,
 )
 from ._sketch import sketched_self_influence
@@ -71,6 +72,7 @@ __all__ = [
     "input_perturbation",
     "label_change",
     "label_change_on_mean_loss",
+    "mean_loss_solution",
     "pairwise_influence",
     "parameter_change",
     "query_grads",

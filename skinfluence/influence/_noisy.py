@@ -99,17 +99,21 @@ def validation_minimum_label_scores(
 
 def tracin_self_influence(
     adapter: Any,
+    X: ArrayLike | None = None,
+    y: ArrayLike | None = None,
     *,
     batch_size: int | None = None,
     verbose: int = 0,
 ) -> NDArray:
-    """TracInCP self-influence ``sum_k lr_k ||grad loss_i(theta_k)||^2``, (n,).
+    """TracInCP self-influence ``sum_k lr_k ||grad loss_i(theta_k)||^2``.
 
     Parameters
     ----------
     adapter : ModelAdapter
         With the :class:`~skinfluence.models.TrainingCheckpoints` capability:
         ``checkpoints``, a list of ``(theta_k, lr_k)``, and ``with_params``.
+    X, y : array-like or None, default=None
+        Rows to score (a fresh labelled batch); ``None``: the training rows.
     batch_size : int or None, default=None
         Rows per gradient chunk.
     verbose : int, default=0
@@ -117,15 +121,20 @@ def tracin_self_influence(
 
     Returns
     -------
-    scores : ndarray of shape (n_train,)
+    scores : ndarray of shape (n_train,) or (n_rows,)
     """
     checkpoints = _checkpoints(adapter)
-    n, p = adapter.n_train, adapter.n_params
+    p = adapter.n_params
+    n = adapter.n_train if X is None else _num_samples(X)
     out = np.zeros(n)
     for theta, lr in progress(checkpoints, desc="TracIn", verbose=verbose):
         at = adapter.with_params(theta)
         for t in chunks(n, chunk_size(p, batch_size)):
-            out[t] += lr * np.sum(at.train_grads(t) ** 2, axis=1)
+            if X is None:
+                G = at.train_grads(t)
+            else:
+                G = at.loss_grads(_safe_indexing(X, t), np.asarray(y)[t])
+            out[t] += lr * np.sum(G**2, axis=1)
     return out
 
 

@@ -16,7 +16,7 @@ from .._constants import AUTO_EXACT_MAX_PARAMS
 from ..models import InputGradients, SubsetHessian, require
 from ..utils._chunks import chunk_size, chunks
 from ..utils._progress import progress
-from ..utils._sklearn_compat import _safe_indexing
+from ..utils._sklearn_compat import _num_samples, _safe_indexing
 from ._core import _solve_block, query_grads
 
 
@@ -169,10 +169,15 @@ def self_prediction_influence(
     return out
 
 
-def _mean_query_solution(
+def mean_loss_solution(
     adapter: Any, backend: Any, X: ArrayLike, y: ArrayLike
 ) -> NDArray:
-    """``(H + damping I)^{-1}`` times the gradient of the mean loss on ``(X, y)``."""
+    """``(H + damping I)^{-1}`` times the gradient of the mean loss on ``(X, y)``.
+
+    One solve, shape (p,): the product of any row's loss gradient with it is
+    that row's influence on the mean loss of ``(X, y)`` (see
+    :func:`influence_on_mean_loss` and its ``rows``).
+    """
     g = np.zeros(adapter.n_params)
     m = len(np.asarray(y))
     for t in chunks(m, chunk_size(adapter.n_params)):
@@ -187,12 +192,28 @@ def influence_on_mean_loss(
     y: ArrayLike,
     *,
     batch_size: int | None = None,
+    solution: NDArray | None = None,
+    rows: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> NDArray:
     """``s_i``: removing training point ``i`` changes the mean loss on
-    ``(X, y)`` by about ``s_i / n`` (one solve for the whole set); (n,)."""
-    q = _mean_query_solution(adapter, backend, X, y)
+    ``(X, y)`` by about ``s_i / n`` (one solve for the whole set); (n,).
+
+    ``solution``: :func:`mean_loss_solution` of ``(X, y)`` when already
+    computed (then ``X``, ``y`` are not read).  ``rows=(X_rows, y_rows)``:
+    score those labelled rows (unit weight) instead of the training rows,
+    shape (n_rows,): ``s`` is then how much adding the row would lower the
+    mean loss, to first order, times ``n``.
+    """
+    q = mean_loss_solution(adapter, backend, X, y) if solution is None else solution
+    p = adapter.n_params
+    if rows is not None:
+        Xr, yr = rows[0], np.asarray(rows[1])
+        out = np.empty(_num_samples(Xr))
+        for t in chunks(len(out), chunk_size(p, batch_size)):
+            out[t] = adapter.loss_grads(_safe_indexing(Xr, t), yr[t]) @ q
+        return out
     out = np.empty(adapter.n_train)
-    for t in chunks(adapter.n_train, chunk_size(adapter.n_params, batch_size)):
+    for t in chunks(adapter.n_train, chunk_size(p, batch_size)):
         out[t] = adapter.train_grads(t) @ q
     return out
 
@@ -209,7 +230,7 @@ def label_change_on_mean_loss(
     mean loss on ``(X, y)`` by about ``R[i, k] / n``; shape (n, n_classes)."""
     if not adapter.is_classifier:
         raise ValueError("Relabelling needs a classifier.")
-    q = _mean_query_solution(adapter, backend, X, y)
+    q = mean_loss_solution(adapter, backend, X, y)
     K = len(adapter.classes)
     out = np.empty((adapter.n_train, K))
     for t in chunks(adapter.n_train, chunk_size(adapter.n_params * K, batch_size)):

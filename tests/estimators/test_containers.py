@@ -108,7 +108,7 @@ def _cleaners(pipe):
     return {
         "self_influence": NoisyLabelDetector(pipe, contamination=0.1),
         "loss": NoisyLabelDetector(pipe, method="loss", contamination=0.1),
-        "relabeler": Relabeler(pipe, max_fraction=0.2),
+        "relabeler": Relabeler(pipe, method="label_influence", max_fraction=0.2),
     }
 
 
@@ -351,7 +351,7 @@ def test_relabeler_gain_with_integer_weights_is_repeated_rows(small):
     # influence above).
     X, y, w, Xv, yv = small
     n, N = len(y), w.sum()
-    rel = Relabeler(_lr())
+    rel = Relabeler(_lr(), method="label_influence")
     weighted = clone(rel).fit(X, y, sample_weight=w, X_val=Xv, y_val=yv)
     Xr, yr, first = _repeat(X, y, w)
     repeated = clone(rel).fit(Xr, yr, X_val=Xv, y_val=yv)

@@ -174,7 +174,7 @@ def test_relabeler(model, kind):
     model = clone(model)
     ctx = _quiet()
     try:
-        rel = Relabeler(model, max_fraction=0.1).fit(
+        rel = Relabeler(model, method="label_influence", max_fraction=0.1).fit(
             X, y, sample_weight=w, X_val=X[::3], y_val=y[::3]
         )
     finally:

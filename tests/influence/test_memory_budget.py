@@ -110,7 +110,7 @@ def test_cleaners_pass_budget_and_jobs_to_their_scorer(data):
     X, y, _, _ = data
     det = NoisyLabelDetector(memory_budget="300MB", n_jobs=2).fit(X, y)
     assert det.scorer_.memory_budget_ == 300 * 10**6 and det.scorer_.n_jobs == 2
-    rel = Relabeler(memory_budget=2**28, n_jobs=2).fit(X, y)
+    rel = Relabeler(method="label_influence", memory_budget=2**28, n_jobs=2).fit(X, y)
     assert rel.scorer_.memory_budget_ == 2**28 and rel.scorer_.n_jobs == 2
     cc = CleanedClassifier(LogisticRegression(), memory_budget="300MB", n_jobs=2)
     cc.fit(X, y)

@@ -184,7 +184,7 @@ def test_scorer_detector_and_pipeline(wine):
     assert_allclose(S_pw.adapter_.weights, w)
     det = NoisyLabelDetector(est, contamination=0.1).fit(X[:, :5], y)
     assert det.noisy_mask_.sum() == round(0.1 * len(y))
-    rel = Relabeler(est, max_fraction=0.05).fit(X[:, :5], y)
+    rel = Relabeler(est, method="label_influence", max_fraction=0.05).fit(X[:, :5], y)
     assert rel.relabeled_mask_.sum() <= round(0.05 * len(y))
     cleaned = CleanedClassifier(pipe, NoisyLabelDetector(pipe)).fit(Xraw[:, :5], y)
     assert cleaned.score(Xraw[:, :5], y) > 0.8

@@ -306,3 +306,7 @@ def test_fitted_net_with_tracin_checkpoints_clones():
     detector = NoisyLabelDetector(net, method="tracin").fit(X, y)
     tracin = dict(detector.scorer_.estimator_.callbacks_)["tracin"]
     assert len(tracin.checkpoints_) == 2
+    # a labelled batch is rated by the same checkpoints (outlier orientation)
+    np.testing.assert_allclose(
+        detector.score_samples(X, y), -detector.scores_, rtol=1e-5, atol=1e-8
+    )

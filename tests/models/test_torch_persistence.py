@@ -98,7 +98,7 @@ def test_pickled_cleaners_equal_fresh(wine_small):
     assert_array_equal(
         det2.scorer_.influence(X[:3], y[:3]), det.scorer_.influence(X[:3], y[:3])
     )
-    rel = Relabeler(model, damping=1e-2).fit(X, y)
+    rel = Relabeler(model, method="label_influence", damping=1e-2).fit(X, y)
     rel2 = pickle.loads(pickle.dumps(rel))
     assert_array_equal(rel2.y_relabeled_, rel.y_relabeled_)
     assert_array_equal(rel2.scorer_.self_influence_, rel.scorer_.self_influence_)

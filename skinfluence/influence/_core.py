@@ -462,6 +462,8 @@ def self_influence(
     method: str | None = None,
     memory_budget: int | None = None,
     n_jobs: int | None = None,
+    n_probes: int | None = None,
+    random_state: Any = None,
 ) -> NDArray:
     """``g_i^T (H + damping I)^{-1} g_i`` for every training point, shape (n,).
 
@@ -480,6 +482,8 @@ def self_influence(
         method=method,
         memory_budget=memory_budget,
         n_jobs=n_jobs,
+        n_probes=n_probes,
+        random_state=random_state,
     )[0]
 
 

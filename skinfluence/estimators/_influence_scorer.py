@@ -353,9 +353,10 @@ class InfluenceScorer(
         inverse curvature when it fits the memory budget, exact),
         ``"sketch"`` (CG: ``sketch_probes`` solves for all rows, see
         ``sketch_probes``) and ``"solve"`` (one solve per row, blocked),
-        exact ones winning ties.  A sketch falls back to ``"solve"`` for a model whose
-        curvature cannot be sampled (an indefinite observed Hessian, e.g.
-        ``TweedieRegressor(power=3)``); the attribute then says so.
+        exact ones winning ties.  A sketch falls back to an exact method
+        for a model whose curvature cannot be sampled (an indefinite
+        observed Hessian, e.g. ``TweedieRegressor(power=3)``); the attribute
+        then says so.
     self_influence_error_ : float
         Relative standard error of each ``self_influence_`` value: 0.0 for
         the exact methods, ``sqrt(2 / sketch_probes)`` for the sketch.

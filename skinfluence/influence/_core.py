@@ -355,8 +355,8 @@ def self_influence_result(
     method : str
         The method used (``"kronecker"`` falls back to the next one when a
         layer's statistics turn out not to be outer products; ``"sketch"``
-        to ``"solve"`` when the model's curvature has no square-root factor,
-        an indefinite observed Hessian).
+        to ``"inverse"`` or ``"solve"`` when the model's curvature has no
+        square-root factor, an indefinite observed Hessian).
     rel_se : float
         Relative standard error of each value: 0.0 for the exact methods,
         ``sqrt(2 / n_probes)`` for the sketch.
@@ -398,7 +398,10 @@ def self_influence_result(
         except ValueError as exc:
             if "cannot be sampled" not in str(exc):  # curvature_sample's refusal
                 raise
-            method = "solve"  # no square-root factor to sample: exact solves
+            # no square-root factor to sample: the cheaper exact method
+            p, n = adapter.n_params, adapter.n_train
+            fits = 8 * p * p <= dense_budget(memory_budget)
+            method = "inverse" if fits and p < n else "solve"
     n, p = adapter.n_train, adapter.n_params
     total = train_gradient == "total"
     share = memory_budget  # per block, independent of n_jobs (see above)

@@ -452,7 +452,7 @@ def test_scorer_falls_back_to_solves_when_the_curvature_cannot_be_sampled():
     scorer = InfluenceScorer(est, curvature="cg", sketch_probes=2, **kw).fit(X, y)
     assert scorer.self_influence_method_ == "sketch"  # the plan, before trying
     values = scorer.self_influence_
-    assert scorer.self_influence_method_ == "solve"
+    assert scorer.self_influence_method_ == "inverse"  # exact, p = 4 solves
     assert scorer.self_influence_error_ == 0.0
     exact = InfluenceScorer(est, curvature="exact", **kw).fit(X, y).self_influence_
     assert_allclose(values, exact, rtol=1e-6)

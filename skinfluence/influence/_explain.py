@@ -14,17 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..models import GradientProducts
-from ..utils._chunks import block_budget, chunk_size, chunks, map_blocks, n_workers
+from ..utils._chunks import chunk_size, chunks, map_blocks, n_workers
 from ..utils._progress import progress
-from ._core import _solve_block, query_grads
-
-
-def _block_products(adapter: Any, Q: NDArray, rows: slice, total: bool) -> NDArray:
-    """``(train_grads(rows) @ Q).T``: one block's scores, shape (m, b)."""
-    if isinstance(adapter, GradientProducts):
-        return np.asarray(adapter.train_grad_products(Q, rows, total=total)).T
-    return (adapter.train_grads(rows, total=total) @ Q).T
+from ._core import _grad_products, _solve_block, query_grads
 
 
 def _merge(best: tuple[NDArray, NDArray] | None, values: NDArray, index: NDArray, k):
@@ -95,7 +87,10 @@ def top_influence(
     Gq = query_grads(adapter, X, y, target)
     n, p, m = adapter.n_train, adapter.n_params, len(Gq)
     total = train_gradient == "total"
-    budget = max(1, block_budget(memory_budget) // n_workers(n_jobs))
+    # blocks sized from the whole budget whatever n_jobs is, as in
+    # pairwise_influence: the same blocks, the same numbers, and no refusal of
+    # a budget nobody set; up to n_jobs blocks are in memory at once
+    budget = memory_budget
     out = [np.empty((m, k), dtype=np.intp), np.empty((m, k))]
     out += [np.empty((m, k), dtype=np.intp), np.empty((m, k))]
     if m == 0:
@@ -112,7 +107,7 @@ def top_influence(
         top = bottom = None
 
         def block(t: slice, Qinv: NDArray = Qinv) -> tuple:
-            V = _block_products(adapter, Qinv, t, total)  # (b, rows)
+            V = _grad_products(adapter, Qinv, t, total).T  # (b, rows)
             idx = np.broadcast_to(np.arange(t.start, t.stop), V.shape)
             return _merge(None, V, idx, k), _merge(None, -V, idx, k)
 

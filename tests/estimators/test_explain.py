@@ -172,3 +172,17 @@ def test_skorch_held_out_rows_never_appear(wine):
     )
     with pytest.raises(ValueError, match="k must be"):
         scorer.explain(X[:4], y[:4], k=n + 1)
+
+
+def test_explain_blocks_do_not_depend_on_n_jobs():
+    # as in pairwise_influence: blocks sized from the whole budget, so a large
+    # n_jobs neither changes the numbers nor refuses a budget nobody set
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((7000, 3))
+    y = rng.integers(0, 5, 7000)
+    model = LogisticRegression(tol=1e-8).fit(X, y)
+    ref = InfluenceScorer(model, curvature="cg").fit(X, y).explain(X[:2], y[:2])
+    many = InfluenceScorer(model, curvature="cg", n_jobs=512).fit(X, y)
+    got = many.explain(X[:2], y[:2])
+    for key in ("helpful_indices", "helpful_scores", "harmful_indices"):
+        np.testing.assert_array_equal(got[key], ref[key])

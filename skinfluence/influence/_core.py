@@ -297,12 +297,18 @@ def self_influence_plan(
     # "total" would sketch a bilinear form whose error sqrt(2/k) only bounds
     # it from below: it is solved exactly.  Cheapest in solves: p (exact),
     # n_probes (sketch), n (exact); ties go to the exact one.
-    inverse_fits = 8 * p * p <= dense_budget(memory_budget)
-    if inverse_fits and p < n and (not sketch or p <= n_probes):
+    if _inverse_pays(adapter, memory_budget) and (not sketch or p <= n_probes):
         return "inverse"
     if sketch:
         return "sketch"
     return "solve"
+
+
+def _inverse_pays(adapter: Any, memory_budget: int | None) -> bool:
+    """Whether assembling ``C^{-1}`` from ``n_params`` solves beats one solve
+    per row (fewer solves) and its ``p x p`` fits the dense budget."""
+    p = adapter.n_params
+    return p < adapter.n_train and 8 * p * p <= dense_budget(memory_budget)
 
 
 def _kronecker_applies(adapter: Any, backend: Any) -> bool:
@@ -399,9 +405,7 @@ def self_influence_result(
             if "cannot be sampled" not in str(exc):  # curvature_sample's refusal
                 raise
             # no square-root factor to sample: the cheaper exact method
-            p, n = adapter.n_params, adapter.n_train
-            fits = 8 * p * p <= dense_budget(memory_budget)
-            method = "inverse" if fits and p < n else "solve"
+            method = "inverse" if _inverse_pays(adapter, memory_budget) else "solve"
     n, p = adapter.n_train, adapter.n_params
     total = train_gradient == "total"
     share = memory_budget  # per block, independent of n_jobs (see above)

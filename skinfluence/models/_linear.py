@@ -1466,24 +1466,38 @@ class LinearAdapter:
         # rows per block of output Hessians and their factors (A, F, V: 3 K^2
         # values a row, plus the block's share of the probes' products)
         rsize = max(1, (budget // 4) // (8 * K * (3 * K + 2 * min(m, 64))))
-        diagonal, scale = True, 0.0
-        for r in chunks(n, rsize):
-            A = output_hessians(r)
-            if K > 1 and np.any(A * (1.0 - np.eye(K))):
-                diagonal = False
-            lam = np.einsum("nkk->nk", A) if diagonal else np.linalg.eigvalsh(A)
-            scale = max(scale, float(np.max(np.abs(lam), initial=0.0)))
+        # all rows' factors at once when they fit a quarter of the budget,
+        # else recomputed per block of probes
+        whole = 8 * n * K * (3 * K) <= budget // 4
+        diagonal = True
+
+        def spectrum(A: NDArray) -> tuple[NDArray, NDArray | None]:
+            if diagonal:
+                return np.einsum("nkk->nk", A), None
+            return np.linalg.eigh(A)
+
+        def is_diagonal(A: NDArray) -> bool:
+            return K == 1 or not np.any(A * (1.0 - np.eye(K)))
+
+        if whole:  # one decomposition serves the scale, the check and F
+            A = output_hessians(slice(None))
+            diagonal = is_diagonal(A)
+            lam_all, V_all = spectrum(A)
+            del A
+            scale = float(np.max(np.abs(lam_all), initial=0.0))
+        else:  # a first pass in row blocks for the scale alone
+            scale = 0.0
+            for r in chunks(n, rsize):
+                A = output_hessians(r)
+                diagonal = diagonal and is_diagonal(A)
+                lam = np.einsum("nkk->nk", A) if diagonal else np.linalg.eigvalsh(A)
+                scale = max(scale, float(np.max(np.abs(lam), initial=0.0)))
         # eigh's rounding, and cancellation in a GLM's second derivative
         tol = 1e3 * np.finfo(np.float64).eps * max(K, 1) * scale
 
-        def factor(r: Any) -> NDArray:
+        def build(lam: NDArray, V: NDArray | None, r: Any) -> NDArray:
             """``F_i`` with ``F_i F_i^T = A_i`` for the rows ``r``: (b, K) for
             a diagonal ``A_i``, else (b, K, K)."""
-            A = output_hessians(r)
-            if diagonal:
-                lam, V = np.einsum("nkk->nk", A), None
-            else:
-                lam, V = np.linalg.eigh(A)
             bad = np.flatnonzero(np.min(lam, axis=1, initial=np.inf) < -tol)
             if bad.size:
                 raise ValueError(
@@ -1501,9 +1515,11 @@ class LinearAdapter:
                 F = V * F[:, None, :]  # (b, K, K): F_i F_i^T = V_i diag(lam) V_i^T
             return F
 
-        # all rows' factors at once when they fit a quarter of the budget
-        # (else recomputed per block of probes); checked before any draw
-        F_all = factor(slice(None)) if 8 * n * K * (3 * K) <= budget // 4 else None
+        def factor(r: Any) -> NDArray:
+            return build(*spectrum(output_hessians(r)), r)
+
+        # checked before any draw
+        F_all = build(lam_all, V_all, slice(None)) if whole else None
         if F_all is None:
             for r in chunks(n, rsize):
                 factor(r)
